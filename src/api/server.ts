@@ -1,0 +1,160 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ApiGrant } from '../tokens/api-token.js';
+import type { HostPort } from '../util/address.js';
+import { docNameProblem } from '../config/names.js';
+import type { DocName } from '../types.js';
+import { HttpError, sendError } from './http.js';
+import { hostAllowed } from './host-check.js';
+
+/** What a route handler gets: the request, its verified token and the doc it names, if any. */
+export interface RouteContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly grant: ApiGrant;
+  readonly doc: DocName | undefined;
+}
+
+export type RouteHandler = (ctx: RouteContext) => Promise<void>;
+
+/** A route: method, and either a fixed path or a doc sub-route ('' for the doc itself). */
+export type Route =
+  | { readonly method: string; readonly path: string; readonly handler: RouteHandler }
+  | { readonly method: string; readonly docRoute: '' | '/state' | '/updates' | '/events' | '/authors'; readonly handler: RouteHandler };
+
+/** Upgrade handler for the WebSocket routes; it owns the socket once called. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
+
+export interface ApiServerOptions {
+  readonly address: HostPort;
+  readonly log: Logger;
+  readonly authenticate: (token: string | undefined) => Promise<ApiGrant>;
+  readonly routes: readonly Route[];
+  readonly upgrade?: UpgradeHandler;
+}
+
+const DOC_PATH = /^\/v1\/docs\/([^/]+)(\/state|\/updates|\/events|\/authors)?$/;
+
+/**
+ * The local HTTP API (DESIGN.md §7). Checks Host first on every request and
+ * upgrade (421), then the token (401), then hands off to the route.
+ */
+export class ApiServer {
+  readonly #opts: ApiServerOptions;
+  readonly #log: Logger;
+  #server: Server | undefined;
+  #bound: HostPort | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(opts: ApiServerOptions) {
+    this.#opts = opts;
+    this.#log = opts.log.child({ component: 'api' });
+  }
+
+  /** The bound address (port 0 resolved). */
+  get address(): HostPort {
+    if (!this.#bound) throw new Error('API server not started');
+    return this.#bound;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.#handle(req, res).catch((err) => this.#fail(res, err));
+    });
+    server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#opts.address.port, this.#opts.address.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = server.address() as AddressInfo;
+    this.#bound = { host: this.#opts.address.host, port: a.port };
+    this.#server = server;
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= new Promise<void>((resolve) => {
+      if (!this.#server) return resolve();
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+    return this.#stopping;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!hostAllowed(req.headers.host, this.address)) throw new HttpError(421, 'misdirected', 'Host header names neither this API nor a loopback name');
+    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    if (url.pathname === '/healthz') {
+      if (req.method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      return;
+    }
+    const match = this.#match(req.method ?? 'GET', url);
+    const grant = await this.#opts.authenticate(bearer(req) ?? url.searchParams.get('token') ?? undefined);
+    if (!match) throw new HttpError(404, 'not_found', `no route for ${req.method} ${url.pathname}`);
+    const doc = match.rawDoc === undefined ? undefined : parseDocName(match.rawDoc);
+    await match.route.handler({ req, res, url, grant, doc });
+  }
+
+  #match(method: string, url: URL): { route: Route; rawDoc?: string } | undefined {
+    const m = DOC_PATH.exec(url.pathname);
+    for (const route of this.#opts.routes) {
+      if ('path' in route) {
+        if (route.path === url.pathname && route.method === method) return { route };
+      } else if (m && route.method === method && route.docRoute === (m[2] ?? '')) {
+        return { route, rawDoc: m[1]! };
+      }
+    }
+    return undefined;
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    if (!hostAllowed(req.headers.host, this.address)) return refuseUpgrade(socket, 421, 'Misdirected Request');
+    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    if (!this.#opts.upgrade) return refuseUpgrade(socket, 404, 'Not Found');
+    try {
+      this.#opts.upgrade(req, socket, head, url);
+    } catch (err) {
+      this.#log.error({ err }, 'upgrade handler failed');
+      socket.destroy();
+    }
+  }
+
+  #fail(res: ServerResponse, err: unknown): void {
+    if (err instanceof HttpError) return sendError(res, err);
+    this.#log.error({ err }, 'API request failed');
+    sendError(res, new HttpError(500, 'internal', 'internal error'));
+  }
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m ? m[1] : '';
+}
+
+/** Percent-decodes and validates a doc name from a path segment (400 on failure). */
+export function parseDocName(raw: string): DocName {
+  let name: string;
+  try {
+    name = decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'bad_name', 'document name is not valid percent-encoding');
+  }
+  const problem = docNameProblem(name);
+  if (problem) throw new HttpError(400, 'bad_name', problem);
+  return name as DocName;
+}
+
+export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  const body = JSON.stringify({ error: { code: text.toLowerCase().replace(/\s+/g, '_'), message: text } });
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}

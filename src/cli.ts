@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Daemon } from './daemon.js';
+import { createLogger } from './log.js';
+import { resolveDataDir } from './init.js';
+import { ConfigError, TesseraError, UsageError, exitCodeFor } from './errors.js';
+import { idCommand, initCommand, tokenCommand } from './commands/node.js';
+import { statusCommand } from './commands/status.js';
+import { peersAddCommand, peersRemoveCommand } from './commands/peers.js';
+
+const HELP = `tessera: peer-to-peer replication of Yjs documents, signed and encrypted
+
+Usage: tessera <command> [options]
+
+  init   [--data DIR] [--name NAME] [--listen H:P] [--api H:P]   create identity and config
+  id     [--data DIR] [--json]                                  print the node id (or a peers-file entry)
+  start  [--data DIR]                                           run the daemon
+  token  [--data DIR] --scope SCOPE... [--ttl DURATION]         print a local API token
+  status [--data DIR] [--json]                                  status of the running node
+  peers add --entry FILE [--name N] [--url U] [--read GLOB...] [--write GLOB...]
+  peers remove NAME|ID
+
+DIR defaults to $TESSERA_HOME, else ./.tessera.`;
+
+const data = { data: { type: 'string' } } as const;
+
+/** Parses flags strictly; anything unknown is a usage error (exit 2). */
+function flags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = 0) {
+  try {
+    const parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals > 0 });
+    if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`);
+    return parsed;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const out = (text: string) => process.stdout.write(text + '\n');
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      out(HELP);
+      return 0;
+    case 'init': {
+      const { values } = flags(rest, { ...data, name: { type: 'string' }, listen: { type: 'string' }, api: { type: 'string' } });
+      out(await initCommand(resolveDataDir(values.data), { ...pick(values, 'name', 'listen', 'api') }));
+      return 0;
+    }
+    case 'id': {
+      const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
+      out(await idCommand(resolveDataDir(values.data), values.json ?? false));
+      return 0;
+    }
+    case 'token': {
+      const { values } = flags(rest, { ...data, scope: { type: 'string', multiple: true }, ttl: { type: 'string' } });
+      out(await tokenCommand(resolveDataDir(values.data), { scopes: values.scope ?? [], ttl: values.ttl ?? '1h' }));
+      return 0;
+    }
+    case 'status': {
+      const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
+      out(await statusCommand(resolveDataDir(values.data), values.json ?? false));
+      return 0;
+    }
+    case 'peers':
+      return peers(rest, out);
+    case 'start': {
+      const { values } = flags(rest, data);
+      return start(resolveDataDir(values.data));
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; see tessera --help`);
+  }
+}
+
+async function peers(args: string[], out: (text: string) => void): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'add') {
+    const { values } = flags(rest, { ...data, entry: { type: 'string' }, name: { type: 'string' }, url: { type: 'string' }, read: { type: 'string', multiple: true }, write: { type: 'string', multiple: true } });
+    if (!values.entry) throw new UsageError('peers add needs --entry FILE (what "tessera id --json" printed)');
+    out(await peersAddCommand(resolveDataDir(values.data), { entry: values.entry, ...pick(values, 'name', 'url'), read: values.read ?? [], write: values.write ?? [] }));
+    return 0;
+  }
+  if (sub === 'remove') {
+    const { values, positionals } = flags(rest, data, 1);
+    if (!positionals[0]) throw new UsageError('peers remove needs NAME or ID');
+    out(await peersRemoveCommand(resolveDataDir(values.data), positionals[0]));
+    return 0;
+  }
+  throw new UsageError(`unknown peers command ${JSON.stringify(sub ?? '')}; expected add or remove`);
+}
+
+function pick<T extends Record<string, unknown>, K extends keyof T>(values: T, ...keys: K[]): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (values[k] !== undefined) out[k as string] = values[k];
+  return out as { [P in K]?: Exclude<T[P], undefined> };
+}
+
+/** Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the peers and grants files. */
+async function start(dataDir: string): Promise<number> {
+  const log = createLogger();
+  const daemon = await Daemon.start({ dataDir, log });
+  process.on('SIGHUP', () => void daemon.reload());
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await daemon.stop();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const message = err instanceof ConfigError || err instanceof TesseraError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`tessera: ${message}\n`);
+    process.exit(exitCodeFor(err));
+  },
+);

@@ -1,0 +1,65 @@
+/**
+ * A typed client for a Tessera node's local API (DESIGN.md §7).
+ *
+ *   const client = new TesseraClient({ url: 'http://127.0.0.1:7401', token });
+ *   const status = await client.status();
+ */
+import type { StatusBody } from '../api/routes/status.js';
+
+export type { StatusBody };
+
+/** An error answer from the API: HTTP status plus the body's stable code. */
+export class TesseraApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export interface TesseraClientOptions {
+  /** Base URL of the API, e.g. `http://127.0.0.1:7401`. */
+  readonly url: string;
+  /** A token from `tessera token`. */
+  readonly token: string;
+}
+
+export class TesseraClient {
+  readonly #base: string;
+  readonly #token: string;
+
+  constructor(opts: TesseraClientOptions) {
+    this.#base = opts.url.replace(/\/+$/, '');
+    this.#token = opts.token;
+  }
+
+  /** `GET /v1/status`. */
+  status(): Promise<StatusBody> {
+    return this.#json<StatusBody>('GET', '/v1/status');
+  }
+
+  protected async request(method: string, path: string, body?: Uint8Array): Promise<Response> {
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.#token}`, ...(body ? { 'content-type': 'application/octet-stream' } : {}) } };
+    if (body) init.body = body;
+    const res = await fetch(this.#base + path, init);
+    if (!res.ok) {
+      let code = 'http_error';
+      let message = `${res.status} ${res.statusText}`;
+      try {
+        const err = ((await res.json()) as { error?: { code?: string; message?: string } }).error;
+        code = err?.code ?? code;
+        message = err?.message ?? message;
+      } catch {
+        // not a JSON error body; keep the status line
+      }
+      throw new TesseraApiError(res.status, code, message);
+    }
+    return res;
+  }
+
+  async #json<T>(method: string, path: string, body?: Uint8Array): Promise<T> {
+    return (await (await this.request(method, path, body)).json()) as T;
+  }
+}

@@ -1,0 +1,40 @@
+import { join } from 'node:path';
+import { readKeyFile } from '../identity/file.js';
+import { initDataDir, IDENTITY_FILE } from '../init.js';
+import { loadNodeConfig } from '../config/node-config.js';
+import { issueApiToken, scopeProblem } from '../tokens/api-token.js';
+import { UsageError } from '../errors.js';
+import { parseDuration, DURATION_HINT } from '../util/duration.js';
+import { formatHostPort, isWildcard, parseHostPort } from '../util/address.js';
+
+export async function initCommand(dataDir: string, opts: { name?: string; listen?: string; api?: string }): Promise<string> {
+  for (const [flag, value] of [['--listen', opts.listen], ['--api', opts.api]] as const) {
+    if (value !== undefined && !parseHostPort(value)) throw new UsageError(`${flag} expects HOST:PORT, got ${JSON.stringify(value)}`);
+  }
+  const pair = await initDataDir(dataDir, opts);
+  return pair.id;
+}
+
+/** `tessera id --json`: a ready-to-paste peers-file entry. */
+export async function idCommand(dataDir: string, asJson: boolean): Promise<string> {
+  const pair = await readKeyFile(join(dataDir, IDENTITY_FILE));
+  if (!asJson) return pair.id;
+  const config = await loadNodeConfig(dataDir);
+  const entry: Record<string, unknown> = { name: config.name, id: pair.id, publicKey: pair.publicJwk };
+  if (config.listen.port !== 0 && !isWildcard(config.listen.host)) entry.url = `ws://${formatHostPort(config.listen)}`;
+  return JSON.stringify(entry);
+}
+
+export async function tokenCommand(dataDir: string, opts: { scopes: readonly string[]; ttl: string }): Promise<string> {
+  if (opts.scopes.length === 0) throw new UsageError('at least one --scope is required (read:<glob> or write:<glob>)');
+  for (const s of opts.scopes) {
+    const problem = scopeProblem(s);
+    if (problem) throw new UsageError(problem);
+  }
+  const ttlMs = parseDuration(opts.ttl);
+  if (ttlMs === undefined || ttlMs <= 0) throw new UsageError(`--ttl expects ${DURATION_HINT}`);
+  const config = await loadNodeConfig(dataDir);
+  if (ttlMs > config.apiTokenMaxTtl) throw new UsageError(`--ttl ${opts.ttl} exceeds apiTokenMaxTtl (${config.apiTokenMaxTtl / 1000}s)`);
+  const pair = await readKeyFile(join(dataDir, IDENTITY_FILE));
+  return issueApiToken(pair, { scopes: opts.scopes, ttlMs });
+}

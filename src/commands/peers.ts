@@ -1,0 +1,70 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readKeyFile } from '../identity/file.js';
+import { IDENTITY_FILE } from '../init.js';
+import { loadNodeConfig, parseJson } from '../config/node-config.js';
+import { parsePeers } from '../config/peers.js';
+import { UsageError } from '../errors.js';
+import { writeFileAtomic } from '../util/files.js';
+
+type RawPeers = { peers?: Record<string, unknown>[]; authorities?: unknown[] } & Record<string, unknown>;
+
+async function readRaw(file: string): Promise<RawPeers> {
+  try {
+    return parseJson(file, await readFile(file, 'utf8')) as RawPeers;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { peers: [], authorities: [] };
+    throw err;
+  }
+}
+
+/**
+ * Edits the peers file safely: the whole result is validated as the daemon
+ * would, then written to a temp file and renamed over the old one, which the
+ * running daemon's folder watch picks up.
+ */
+async function editPeers(dataDir: string, edit: (raw: RawPeers) => void): Promise<void> {
+  const config = await loadNodeConfig(dataDir);
+  const self = await readKeyFile(join(dataDir, IDENTITY_FILE));
+  const raw = await readRaw(config.peersFile);
+  raw.peers ??= [];
+  raw.authorities ??= [];
+  edit(raw);
+  parsePeers(config.peersFile, raw, self.id);
+  await writeFileAtomic(config.peersFile, JSON.stringify(raw, null, 2) + '\n');
+}
+
+export async function peersAddCommand(dataDir: string, opts: { entry: string; name?: string; url?: string; read: string[]; write: string[] }): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(opts.entry, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--entry ${opts.entry}: cannot read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const given = parseJson(opts.entry, text);
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) throw new UsageError(`--entry ${opts.entry}: expected the JSON object that "tessera id --json" prints`);
+  const src = given as Record<string, unknown>;
+  const entry: Record<string, unknown> = { id: src.id, publicKey: src.publicKey };
+  const name = opts.name ?? src.name;
+  const url = opts.url ?? src.url;
+  if (name !== undefined) entry.name = name;
+  if (url !== undefined) entry.url = url;
+  entry.read = opts.read;
+  entry.write = opts.write;
+  await editPeers(dataDir, (raw) => {
+    if (raw.peers!.some((p) => p.id === entry.id)) throw new UsageError(`peer ${String(entry.id)} is already listed; remove it first`);
+    raw.peers!.push(entry);
+  });
+  return String(entry.id);
+}
+
+export async function peersRemoveCommand(dataDir: string, nameOrId: string): Promise<string> {
+  let removed = '';
+  await editPeers(dataDir, (raw) => {
+    const i = raw.peers!.findIndex((p) => p.id === nameOrId || p.name === nameOrId);
+    if (i < 0) throw new UsageError(`no peer named or with id ${JSON.stringify(nameOrId)}`);
+    removed = String(raw.peers![i]!.id);
+    raw.peers!.splice(i, 1);
+  });
+  return removed;
+}

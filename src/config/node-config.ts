@@ -1,0 +1,163 @@
+import { hostname } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { parseDuration, DURATION_HINT } from '../util/duration.js';
+import { parseHostPort, type HostPort } from '../util/address.js';
+import { firstIssue } from './json-path.js';
+
+const duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: `expected ${DURATION_HINT}` });
+const bytes = z.number().int().positive();
+const address = z.string().refine((s) => parseHostPort(s) !== undefined, { message: 'expected "HOST:PORT" ("[::1]:PORT" for IPv6)' });
+const fileName = z.string().min(1);
+
+/** The defaults of every key in tessera.json; the README lists the same table. */
+export const DEFAULTS = {
+  listen: '127.0.0.1:7400',
+  api: '127.0.0.1:7401',
+  peersFile: 'peers.json',
+  grantsFile: 'grants.json',
+  sessionTtl: '1h',
+  clockTolerance: '30s',
+  handshakeTimeout: '10s',
+  apiTokenMaxTtl: '30d',
+  maxPreAuthBytes: 64 * 1024,
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxUpdateBytes: 8 * 1024 * 1024,
+  maxQueuedBytes: 32 * 1024 * 1024,
+  maxDocsInMemory: 1000,
+  durability: 'fsync',
+  allowedOrigins: [] as string[],
+  maxUnauthenticated: 64,
+  handshakesPerMinute: 120,
+  heartbeatInterval: '15s',
+  reconnectMax: '30s',
+  refusedReconnectMax: '1h',
+  grantWarning: '7d',
+  docIdleTimeout: '5m',
+  snapshotEvery: 500,
+} as const;
+
+const FileSchema = z.strictObject({
+  name: z.string().min(1).max(100).optional(),
+  listen: address.optional(),
+  api: address.optional(),
+  peersFile: fileName.optional(),
+  grantsFile: fileName.optional(),
+  sessionTtl: duration.optional(),
+  clockTolerance: duration.optional(),
+  handshakeTimeout: duration.optional(),
+  apiTokenMaxTtl: duration.optional(),
+  maxPreAuthBytes: bytes.optional(),
+  maxFrameBytes: bytes.optional(),
+  maxUpdateBytes: bytes.optional(),
+  maxQueuedBytes: bytes.optional(),
+  maxDocsInMemory: bytes.optional(),
+  durability: z.enum(['fsync', 'relaxed']).optional(),
+  allowedOrigins: z.array(z.string().min(1)).optional(),
+  maxUnauthenticated: bytes.optional(),
+  handshakesPerMinute: bytes.optional(),
+  heartbeatInterval: duration.optional(),
+  reconnectMax: duration.optional(),
+  refusedReconnectMax: duration.optional(),
+  grantWarning: duration.optional(),
+  docIdleTimeout: duration.optional(),
+  snapshotEvery: bytes.optional(),
+});
+
+export type NodeConfigFile = z.infer<typeof FileSchema>;
+
+/** tessera.json resolved: defaults applied, durations in ms, paths absolute. */
+export interface NodeConfig {
+  readonly file: string;
+  readonly dataDir: string;
+  readonly name: string;
+  readonly listen: HostPort;
+  readonly api: HostPort;
+  readonly peersFile: string;
+  readonly grantsFile: string;
+  readonly sessionTtl: number;
+  readonly clockTolerance: number;
+  readonly handshakeTimeout: number;
+  readonly apiTokenMaxTtl: number;
+  readonly maxPreAuthBytes: number;
+  readonly maxFrameBytes: number;
+  readonly maxUpdateBytes: number;
+  readonly maxQueuedBytes: number;
+  readonly maxDocsInMemory: number;
+  readonly durability: 'fsync' | 'relaxed';
+  readonly allowedOrigins: readonly string[];
+  readonly maxUnauthenticated: number;
+  readonly handshakesPerMinute: number;
+  readonly heartbeatInterval: number;
+  readonly reconnectMax: number;
+  readonly refusedReconnectMax: number;
+  readonly grantWarning: number;
+  readonly docIdleTimeout: number;
+  readonly snapshotEvery: number;
+}
+
+/** Validates parsed JSON of tessera.json; throws ConfigError naming file and path. */
+export function parseNodeConfig(file: string, dataDir: string, json: unknown): NodeConfig {
+  const parsed = FileSchema.safeParse(json);
+  if (!parsed.success) {
+    const { path, problem } = firstIssue(parsed.error);
+    throw new ConfigError(file, path, problem);
+  }
+  const c = parsed.data;
+  const dir = dirname(file);
+  const ms = (v: string | undefined, d: string) => parseDuration(v ?? d)!;
+  const config: NodeConfig = {
+    file,
+    dataDir,
+    name: c.name ?? hostname(),
+    listen: parseHostPort(c.listen ?? DEFAULTS.listen)!,
+    api: parseHostPort(c.api ?? DEFAULTS.api)!,
+    peersFile: resolve(dir, c.peersFile ?? DEFAULTS.peersFile),
+    grantsFile: resolve(dir, c.grantsFile ?? DEFAULTS.grantsFile),
+    sessionTtl: ms(c.sessionTtl, DEFAULTS.sessionTtl),
+    clockTolerance: ms(c.clockTolerance, DEFAULTS.clockTolerance),
+    handshakeTimeout: ms(c.handshakeTimeout, DEFAULTS.handshakeTimeout),
+    apiTokenMaxTtl: ms(c.apiTokenMaxTtl, DEFAULTS.apiTokenMaxTtl),
+    maxPreAuthBytes: c.maxPreAuthBytes ?? DEFAULTS.maxPreAuthBytes,
+    maxFrameBytes: c.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+    maxUpdateBytes: c.maxUpdateBytes ?? DEFAULTS.maxUpdateBytes,
+    maxQueuedBytes: c.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
+    maxDocsInMemory: c.maxDocsInMemory ?? DEFAULTS.maxDocsInMemory,
+    durability: c.durability ?? DEFAULTS.durability,
+    allowedOrigins: c.allowedOrigins ?? DEFAULTS.allowedOrigins,
+    maxUnauthenticated: c.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
+    handshakesPerMinute: c.handshakesPerMinute ?? DEFAULTS.handshakesPerMinute,
+    heartbeatInterval: ms(c.heartbeatInterval, DEFAULTS.heartbeatInterval),
+    reconnectMax: ms(c.reconnectMax, DEFAULTS.reconnectMax),
+    refusedReconnectMax: ms(c.refusedReconnectMax, DEFAULTS.refusedReconnectMax),
+    grantWarning: ms(c.grantWarning, DEFAULTS.grantWarning),
+    docIdleTimeout: ms(c.docIdleTimeout, DEFAULTS.docIdleTimeout),
+    snapshotEvery: c.snapshotEvery ?? DEFAULTS.snapshotEvery,
+  };
+  if (config.maxFrameBytes < config.maxUpdateBytes + 64 * 1024) {
+    throw new ConfigError(file, '$.maxFrameBytes', 'must exceed maxUpdateBytes by at least 65536 (an envelope carries its token beside the update)');
+  }
+  return config;
+}
+
+/** Reads tessera.json from a data directory; a missing file means all defaults. */
+export async function loadNodeConfig(dataDir: string): Promise<NodeConfig> {
+  const file = resolve(dataDir, 'tessera.json');
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(file, '$', `cannot read: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  return parseNodeConfig(file, resolve(dataDir), text === undefined ? {} : parseJson(file, text));
+}
+
+export function parseJson(file: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, '$', `not valid JSON (${(err as Error).message})`);
+  }
+}

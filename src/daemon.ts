@@ -1,0 +1,154 @@
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { ApiServer } from './api/server.js';
+import { apiAuthenticator } from './api/auth.js';
+import { statusRoute, type StatusBody } from './api/routes/status.js';
+import { loadNodeConfig, type NodeConfig } from './config/node-config.js';
+import { loadPeers } from './config/peers.js';
+import { loadGrantsFile } from './config/grants-file.js';
+import { ConfigWatcher } from './config/watcher.js';
+import { exists, readKeyFile } from './identity/file.js';
+import { DataDirInUseError } from './errors.js';
+import type { KeyPair } from './identity/keys.js';
+import { DAEMON_FILE, IDENTITY_FILE, STORE_DIR, initDataDir } from './init.js';
+import { PeerManager } from './net/peer-manager.js';
+import { Store } from './store/store.js';
+import { countDocs } from './store/records.js';
+import { formatHostPort } from './util/address.js';
+import { writeFileAtomic } from './util/files.js';
+
+export interface DaemonOptions {
+  readonly dataDir: string;
+  readonly log: Logger;
+  /** Injected clock (ms since epoch) for tests; defaults to Date.now. */
+  readonly now?: () => number;
+}
+
+/** What `daemon.json` holds while a node runs, so the CLI can find it. */
+export interface DaemonFile {
+  readonly pid: number;
+  readonly peer: string;
+  readonly api: string;
+}
+
+/**
+ * One Tessera node: wires identity, config, store, peer sessions and the local
+ * API, starting them in order and stopping them in reverse.
+ */
+export class Daemon {
+  readonly #log: Logger;
+  readonly #dataDir: string;
+  readonly #identity: KeyPair;
+  readonly #config: NodeConfig;
+  readonly #store: Store;
+  readonly #watcher: ConfigWatcher;
+  readonly #peers: PeerManager;
+  readonly #api: ApiServer;
+  #stopping: Promise<void> | undefined;
+
+  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer }) {
+    this.#log = parts.log;
+    this.#dataDir = parts.dataDir;
+    this.#identity = parts.identity;
+    this.#config = parts.config;
+    this.#store = parts.store;
+    this.#watcher = parts.watcher;
+    this.#peers = parts.peers;
+    this.#api = parts.api;
+  }
+
+  /** Initialises the data directory if needed, then starts every part in order. */
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const dataDir = resolve(opts.dataDir);
+    const log = opts.log;
+    const now = opts.now ?? Date.now;
+    if (!(await exists(join(dataDir, IDENTITY_FILE)))) {
+      const pair = await initDataDir(dataDir);
+      log.info({ dataDir, id: pair.id }, 'initialised a new data directory');
+    }
+    const identity = await readKeyFile(join(dataDir, IDENTITY_FILE));
+    const config = await loadNodeConfig(dataDir);
+    const peersConfig = await loadPeers(config.peersFile, identity.id);
+    const grants = await loadGrantsFile(config.grantsFile);
+    const store = await Store.open(join(dataDir, STORE_DIR), { durability: config.durability, log }).catch((err: unknown) => {
+      throw err instanceof DataDirInUseError ? new DataDirInUseError(dataDir, ' (its LevelDB store is locked)') : err;
+    });
+    const cleanup: (() => Promise<void>)[] = [() => store.close()];
+    try {
+      const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log });
+      const peers = new PeerManager({ identity, config, peers: peersConfig, log, now });
+      await peers.start();
+      cleanup.unshift(() => peers.stop());
+      let daemon: Daemon | undefined;
+      const api = new ApiServer({
+        address: config.api,
+        log,
+        authenticate: apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now }),
+        routes: [statusRoute(() => daemon!.status())],
+      });
+      await api.start();
+      cleanup.unshift(() => api.stop());
+      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api });
+      watcher.on('peers', (next, diff) => peers.applyPeers(next, diff));
+      watcher.start();
+      await daemon.#writeDaemonFile();
+      log.info({ id: identity.id, name: config.name, peer: formatHostPort(peers.address), api: formatHostPort(api.address), dataDir }, 'listening');
+      return daemon;
+    } catch (err) {
+      for (const stop of cleanup) await stop();
+      throw err;
+    }
+  }
+
+  get id() {
+    return this.#identity.id;
+  }
+
+  get config(): NodeConfig {
+    return this.#config;
+  }
+
+  get peerAddress() {
+    return this.#peers.address;
+  }
+
+  get apiAddress() {
+    return this.#api.address;
+  }
+
+  /** Re-reads the peers and grants files (SIGHUP). */
+  reload(): Promise<void> {
+    return this.#watcher.reload();
+  }
+
+  async status(): Promise<StatusBody> {
+    return {
+      id: this.#identity.id,
+      name: this.#config.name,
+      peers: this.#peers.status(),
+      docs: await countDocs(this.#store),
+      pending: 0,
+      grant: null,
+      alarms: [],
+    };
+  }
+
+  async #writeDaemonFile(): Promise<void> {
+    const body: DaemonFile = { pid: process.pid, peer: formatHostPort(this.#peers.address), api: formatHostPort(this.#api.address) };
+    await writeFileAtomic(join(this.#dataDir, DAEMON_FILE), JSON.stringify(body) + '\n');
+  }
+
+  /** Stops accepting, finishes durable writes, closes sessions and the store, removes daemon.json. Safe to call twice. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#watcher.stop();
+      await this.#api.stop();
+      await this.#peers.stop();
+      await this.#store.close();
+      await rm(join(this.#dataDir, DAEMON_FILE), { force: true });
+      this.#log.info('stopped');
+    })();
+    return this.#stopping;
+  }
+}

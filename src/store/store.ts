@@ -1,0 +1,208 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { Level } from 'level';
+import type { Logger } from 'pino';
+import { DataDirInUseError, StoreError } from '../errors.js';
+import type { FeedId } from '../types.js';
+
+/**
+ * Key spaces (DESIGN.md §6). Each is a one-letter prefix so that a batch can
+ * span several of them atomically and a range scan never leaks into another.
+ */
+export const Space = {
+  meta: 'm',
+  envelope: 'e',
+  vector: 'v',
+  overlap: 'o',
+  snapshot: 's',
+  originKey: 'k',
+  grant: 'g',
+  revocation: 'r',
+  dropped: 'x',
+  quarantine: 'q',
+  parked: 'p',
+} as const;
+export type Space = (typeof Space)[keyof typeof Space];
+
+export type StoreOp =
+  | { readonly type: 'put'; readonly space: Space; readonly key: string; readonly value: Uint8Array }
+  | { readonly type: 'del'; readonly space: Space; readonly key: string };
+
+export interface StoreOptions {
+  readonly durability: 'fsync' | 'relaxed';
+  readonly log: Logger;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+export const json = {
+  encode: (v: unknown): Uint8Array => enc.encode(JSON.stringify(v)),
+  decode: <T>(b: Uint8Array): T => JSON.parse(dec.decode(b)) as T,
+};
+
+/**
+ * The node's one LevelDB database. Writes are atomic batches, fsynced unless
+ * durability is "relaxed". A write error is never swallowed: it is thrown to
+ * the caller, and the store closes and reopens itself before writing again
+ * (LevelDB drops everything after a half-written log record at the next open,
+ * so writing on through the same handle would lose data later).
+ */
+export class Store {
+  readonly #path: string;
+  readonly #opts: StoreOptions;
+  readonly #log: Logger;
+  #db: Level<string, Uint8Array>;
+  #feed!: FeedId;
+  #freshFeed = false;
+  #broken = false;
+  #reopening: Promise<void> | undefined;
+  #closed = false;
+
+  private constructor(path: string, opts: StoreOptions) {
+    this.#path = path;
+    this.#opts = opts;
+    this.#log = opts.log.child({ component: 'store' });
+    this.#db = Store.#create(path);
+  }
+
+  static #create(path: string): Level<string, Uint8Array> {
+    return new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  }
+
+  /** Opens (creating if needed) the database at `path`. Throws DataDirInUseError if another process holds it. */
+  static async open(path: string, opts: StoreOptions): Promise<Store> {
+    await mkdir(path, { recursive: true });
+    const store = new Store(path, opts);
+    await store.#openDb();
+    await store.#initFeed();
+    return store;
+  }
+
+  async #openDb(): Promise<void> {
+    try {
+      await this.#db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') throw new DataDirInUseError(this.#path, ' (its LevelDB store is locked)');
+      throw new StoreError(`cannot open store at ${this.#path}`, err);
+    }
+  }
+
+  /**
+   * The feed this store writes its own envelopes under. A new store gets a
+   * new feed; so does a relaxed-durability store after an unclean stop, since
+   * an envelope it forwarded may be gone and reusing its seq would fork.
+   */
+  async #initFeed(): Promise<void> {
+    const feed = await this.getJson<string>(Space.meta, 'feed');
+    const running = await this.getJson<boolean>(Space.meta, 'running');
+    const unclean = running === true && this.#opts.durability === 'relaxed';
+    if (feed === undefined || unclean) {
+      this.#feed = randomBytes(16).toString('base64url') as FeedId;
+      this.#freshFeed = true;
+      if (unclean) this.#log.warn({ previous: feed, feed: this.#feed }, 'unclean stop with relaxed durability: starting a new feed');
+    } else {
+      this.#feed = feed as FeedId;
+    }
+    await this.#batch(
+      [
+        { type: 'put', space: Space.meta, key: 'feed', value: json.encode(this.#feed) },
+        { type: 'put', space: Space.meta, key: 'running', value: json.encode(true) },
+      ],
+      true,
+    );
+  }
+
+  get feed(): FeedId {
+    return this.#feed;
+  }
+
+  /** Whether this open started a new feed (new store, or relaxed after an unclean stop). */
+  get freshFeed(): boolean {
+    return this.#freshFeed;
+  }
+
+  /** False after a write error until the store has been reopened. */
+  get writable(): boolean {
+    return !this.#broken && !this.#closed;
+  }
+
+  /** Writes all ops or none, durable before it resolves (unless relaxed). */
+  async write(ops: readonly StoreOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.#batch(ops, this.#opts.durability === 'fsync');
+  }
+
+  async #batch(ops: readonly StoreOp[], sync: boolean): Promise<void> {
+    if (this.#closed) throw new StoreError('store is closed');
+    if (this.#broken) await this.#reopen();
+    try {
+      await this.#db.batch(
+        ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.space + op.key, value: op.value } : { type: 'del' as const, key: op.space + op.key })),
+        { sync },
+      );
+    } catch (err) {
+      this.#broken = true;
+      this.#log.error({ err }, 'store write failed; writes are refused until the store reopens');
+      throw new StoreError('store write failed', err);
+    }
+  }
+
+  /** Closes and reopens the database handle; shared by concurrent callers. */
+  #reopen(): Promise<void> {
+    this.#reopening ??= (async () => {
+      try {
+        await this.#db.close();
+      } catch (err) {
+        this.#log.warn({ err }, 'closing the failed store handle');
+      }
+      this.#db = Store.#create(this.#path);
+      await this.#openDb();
+      this.#broken = false;
+      this.#log.info('store reopened after a write error');
+    })().finally(() => {
+      this.#reopening = undefined;
+    });
+    return this.#reopening;
+  }
+
+  async get(space: Space, key: string): Promise<Uint8Array | undefined> {
+    try {
+      return await this.#db.get(space + key);
+    } catch (err) {
+      throw new StoreError(`store read failed (${space})`, err);
+    }
+  }
+
+  async getJson<T>(space: Space, key: string): Promise<T | undefined> {
+    const v = await this.get(space, key);
+    return v === undefined ? undefined : json.decode<T>(v);
+  }
+
+  /**
+   * Entries of a key space whose keys start with `prefix`, in key order,
+   * keys returned without the space prefix. `after` resumes past a key.
+   */
+  async *entries(space: Space, prefix = '', opts: { after?: string; limit?: number; reverse?: boolean } = {}): AsyncGenerator<[string, Uint8Array]> {
+    const lower = space + prefix;
+    const range = opts.after === undefined ? { gte: lower } : { gt: space + opts.after };
+    try {
+      for await (const [k, v] of this.#db.iterator({ ...range, lt: lower + '\uffff', limit: opts.limit ?? -1, reverse: opts.reverse ?? false })) {
+        yield [k.slice(1), v];
+      }
+    } catch (err) {
+      throw new StoreError(`store scan failed (${space})`, err);
+    }
+  }
+
+  /** Marks a clean stop and closes. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      if (!this.#broken) await this.#batch([{ type: 'put', space: Space.meta, key: 'running', value: json.encode(false) }], true);
+    } finally {
+      this.#closed = true;
+      await this.#db.close();
+    }
+  }
+}

@@ -1,0 +1,23 @@
+/** Branded ids: the compiler keeps a doc name from standing where a node id belongs. */
+declare const brand: unique symbol;
+type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+/** RFC 7638 SHA-256 JWK thumbprint of a node's Ed25519 public key, base64url. */
+export type NodeId = Brand<string, 'NodeId'>;
+/** A validated document name (DESIGN.md §7). */
+export type DocName = Brand<string, 'DocName'>;
+/** A random feed id; feeds are keyed `<iss>:<feed>` so they belong to their issuer. */
+export type FeedId = Brand<string, 'FeedId'>;
+/** `<iss>:<feed>`: the key of a feed in vectors and stores. */
+export type FeedKey = Brand<string, 'FeedKey'>;
+
+/** An Ed25519 public key as a JWK (no private part). */
+export interface PublicJwk {
+  readonly kty: 'OKP';
+  readonly crv: 'Ed25519';
+  readonly x: string;
+}
+
+export function feedKey(iss: NodeId, feed: FeedId): FeedKey {
+  return `${iss}:${feed}` as FeedKey;
+}
