@@ -77,7 +77,14 @@ export class Daemon {
     const cleanup: (() => Promise<void>)[] = [() => store.close()];
     try {
       const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log });
-      const peers = new PeerManager({ identity, config, peers: peersConfig, log, now });
+      const peers = new PeerManager({
+        identity,
+        config,
+        peers: peersConfig,
+        grants: () => ({ type: 'grants', grants: watcher.grants.grants, revocations: watcher.grants.revocations }),
+        log,
+        now,
+      });
       await peers.start();
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
@@ -107,6 +114,11 @@ export class Daemon {
 
   get config(): NodeConfig {
     return this.#config;
+  }
+
+  /** The peer sessions (for tests and the sync layer). */
+  get peerManager(): PeerManager {
+    return this.#peers;
   }
 
   get peerAddress() {

@@ -52,9 +52,16 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   start(): void {
     const names = new Set([basename(this.#peersFile), basename(this.#grantsFile)]);
     for (const dir of new Set([dirname(this.#peersFile), dirname(this.#grantsFile)])) {
-      const w = watch(dir, { persistent: false }, (_event, file) => {
-        if (file === null || names.has(String(file))) this.#schedule();
-      });
+      let w: FSWatcher;
+      try {
+        w = watch(dir, { persistent: false }, (_event, file) => {
+          if (file === null || names.has(String(file))) this.#schedule();
+        });
+      } catch (err) {
+        // A folder that does not exist yet (a missing peers file is an empty one) must not stop the node.
+        this.#log.error({ err, dir }, 'cannot watch config folder; SIGHUP still reloads');
+        continue;
+      }
       w.on('error', (err) => this.#log.error({ err, dir }, 'cannot watch config folder; SIGHUP still reloads'));
       this.#watchers.push(w);
     }

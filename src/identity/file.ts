@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError, TesseraError } from '../errors.js';
+import { jsonPath } from '../config/json-path.js';
 import { writeFileAtomic } from '../util/files.js';
 import { exportPrivateJwk, fromPrivateKey, generateKeyPair, importPrivateJwk, type KeyPair } from './keys.js';
 
@@ -38,8 +39,9 @@ export async function readKeyFile(path: string): Promise<KeyPair> {
   const parsed = IdentityFile.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new ConfigError(path, ['$', ...issue.path].join('.'), 'not a Tessera key file (expected id, publicKey, privateKey)');
+    throw new ConfigError(path, jsonPath(issue.path), 'not a Tessera key file (expected id, publicKey, privateKey)');
   }
+  if (parsed.data.privateKey.x !== parsed.data.publicKey.x) throw new ConfigError(path, '$.privateKey.x', 'does not match publicKey.x');
   const pair = await fromPrivateKey(importPrivateJwk(parsed.data.privateKey));
   if (pair.publicJwk.x !== parsed.data.publicKey.x) throw new ConfigError(path, '$.privateKey', 'does not match publicKey');
   if (pair.id !== parsed.data.id) throw new ConfigError(path, '$.id', 'is not the RFC 7638 thumbprint of publicKey');

@@ -1,30 +1,89 @@
-import { createServer, type Server } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { NodeConfig } from '../config/node-config.js';
-import type { PeersConfig, PeersDiff } from '../config/peers.js';
+import type { PeerEntry, PeersConfig, PeersDiff } from '../config/peers.js';
 import type { KeyPair } from '../identity/keys.js';
+import type { NodeId } from '../types.js';
 import type { HostPort } from '../util/address.js';
-import type { PeerStatus } from '../api/routes/status.js';
+import type { PeerState, PeerStatus } from '../api/routes/status.js';
+import { Close, PeerRefusal, RemoteClosed, closeReason, type CloseKind } from '../protocol/close-codes.js';
+import { SUBPROTOCOL, type Hello } from '../protocol/handshake.js';
+import type { GrantsMessage } from '../protocol/messages.js';
+import { acceptHandshake, dialHandshake, type Admission, type HandshakeSettings } from './handshake.js';
+import { Dialer } from './dialer.js';
+import { RateLimiter } from './rate-limit.js';
+import { ReplayCache } from './replay-cache.js';
+import type { Session } from './session.js';
 
 export interface PeerManagerOptions {
   readonly identity: KeyPair;
   readonly config: NodeConfig;
   readonly peers: PeersConfig;
+  /** The grants message this node sends first in every session. */
+  readonly grants: () => GrantsMessage;
   readonly log: Logger;
   readonly now: () => number;
 }
 
-/** Owns the peer listener, the dialled connections and the sessions. */
-export class PeerManager {
+export interface PeerManagerEvents {
+  /** A session is authenticated, grants are exchanged, and it is the one kept for its peer. */
+  session: [session: Session];
+  /** The kept session of a peer closed. */
+  sessionClosed: [session: Session, code: number, reason: string];
+}
+
+interface PeerRuntime {
+  state: PeerState;
+  since: number | null;
+  dialer?: Dialer;
+}
+
+/**
+ * Owns the peer listener, the dialled connections and the sessions: at most
+ * one kept session per peer, chosen deterministically when two nodes dial
+ * each other at once; re-authentication before expiry; live config changes.
+ */
+export class PeerManager extends EventEmitter<PeerManagerEvents> {
   readonly #opts: PeerManagerOptions;
+  readonly #log: Logger;
+  readonly #settings: HandshakeSettings;
+  readonly #rate: RateLimiter;
   #peers: PeersConfig;
+  #byId = new Map<NodeId, PeerEntry>();
+  readonly #runtime = new Map<NodeId, PeerRuntime>();
+  readonly #sessions = new Map<NodeId, Session>();
+  readonly #pending = new Set<WebSocket | Session>();
+  #unauthenticated = 0;
   #server: Server | undefined;
+  #wss: WebSocketServer | undefined;
   #bound: HostPort | undefined;
+  #stopped = false;
 
   constructor(opts: PeerManagerOptions) {
+    super();
     this.#opts = opts;
+    this.#log = opts.log.child({ component: 'peers' });
+    const c = opts.config;
+    this.#settings = {
+      identity: opts.identity,
+      sessionTtlMs: c.sessionTtl,
+      clockToleranceMs: c.clockTolerance,
+      handshakeTimeoutMs: c.handshakeTimeout,
+      maxPreAuthBytes: c.maxPreAuthBytes,
+      maxFrameBytes: c.maxFrameBytes,
+      maxQueuedBytes: c.maxQueuedBytes,
+      heartbeatMs: c.heartbeatInterval,
+      now: opts.now,
+      replay: new ReplayCache({ now: opts.now }),
+      log: opts.log,
+    };
+    this.#rate = new RateLimiter({ perMinute: c.handshakesPerMinute, now: opts.now });
     this.#peers = opts.peers;
+    this.#index();
   }
 
   get address(): HostPort {
@@ -32,27 +91,257 @@ export class PeerManager {
     return this.#bound;
   }
 
+  get peers(): PeersConfig {
+    return this.#peers;
+  }
+
   async start(): Promise<void> {
-    const server = createServer((_req, res) => res.writeHead(426).end());
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: this.#opts.config.maxFrameBytes,
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    const server = createServer((_req, res) => res.writeHead(426, { connection: 'close' }).end('Tessera peers speak WebSocket (tessera.v1)\n'));
+    server.headersTimeout = this.#opts.config.handshakeTimeout;
+    server.requestTimeout = this.#opts.config.handshakeTimeout;
+    server.on('upgrade', (req, socket, head) => this.#upgrade(wss, req, socket, head));
+    server.on('clientError', (_err, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#opts.config.listen.port, this.#opts.config.listen.host, () => resolve());
+      server.listen(this.#opts.config.listen.port, this.#opts.config.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
     this.#bound = { host: this.#opts.config.listen.host, port: (server.address() as AddressInfo).port };
     this.#server = server;
+    this.#wss = wss;
+    for (const p of this.#peers.peers) this.#startDialer(p);
   }
 
-  applyPeers(next: PeersConfig, _diff: PeersDiff): void {
-    this.#peers = next;
+  /** Dials a peer now instead of waiting out its backoff (an admin's nudge, or a test's). */
+  redialNow(peer: NodeId): void {
+    const entry = this.#byId.get(peer);
+    if (entry) this.#startDialer(entry);
+  }
+
+  /** The kept session with a peer, if one is up. */
+  session(peer: NodeId): Session | undefined {
+    return this.#sessions.get(peer);
+  }
+
+  sessions(): IterableIterator<Session> {
+    return this.#sessions.values();
   }
 
   status(): PeerStatus[] {
-    return this.#peers.peers.map((p) => ({ name: p.name ?? null, id: p.id, url: p.url ?? null, state: p.revoked ? 'revoked' : 'disconnected', since: null }));
+    return this.#peers.peers.map((p) => {
+      const rt = this.#runtime.get(p.id);
+      const state: PeerState = p.revoked ? 'revoked' : (rt?.state ?? 'disconnected');
+      return { name: p.name ?? null, id: p.id, url: p.url ?? null, state, since: rt?.since ? new Date(rt.since).toISOString() : null };
+    });
   }
 
+  /** Applies a reloaded peers file: dial the new, cut off the removed, re-keyed and revoked at once. */
+  applyPeers(next: PeersConfig, diff: PeersDiff): void {
+    this.#peers = next;
+    this.#index();
+    for (const p of diff.removed) this.#drop(p.id, Close.peerRemoved, 'removed from the peers file');
+    for (const { before, after } of diff.rekeyed) {
+      this.#drop(before.id, Close.peerRemoved, 're-keyed in the peers file');
+      this.#startDialer(after);
+    }
+    for (const p of diff.added) this.#startDialer(p);
+    for (const { before, after } of diff.changed) {
+      if (after.revoked) {
+        this.#drop(after.id, Close.peerRevoked, 'revoked');
+        continue;
+      }
+      if (before.url !== after.url || before.revoked) {
+        this.#runtime.get(after.id)?.dialer?.stop();
+        this.#startDialer(after);
+      }
+    }
+  }
+
+  #index(): void {
+    this.#byId = new Map(this.#peers.peers.map((p) => [p.id, p]));
+  }
+
+  #setState(peer: NodeId, state: PeerState): void {
+    const rt = this.#runtime.get(peer) ?? { state, since: null };
+    if (rt.state !== state || rt.since === null) rt.since = this.#opts.now();
+    rt.state = state;
+    this.#runtime.set(peer, rt);
+  }
+
+  #startDialer(p: PeerEntry): void {
+    if (this.#stopped || !p.url || p.revoked || !this.#server) return;
+    const rt = this.#runtime.get(p.id) ?? { state: 'disconnected' as PeerState, since: null };
+    this.#runtime.set(p.id, rt);
+    rt.dialer?.stop();
+    const url = p.url;
+    const dialer = new Dialer({
+      dial: () => this.#dial(p.id, url),
+      connected: () => this.#sessions.has(p.id),
+      onState: (state) => this.#setState(p.id, state),
+      reconnectMaxMs: this.#opts.config.reconnectMax,
+      refusedReconnectMaxMs: this.#opts.config.refusedReconnectMax,
+      log: this.#log.child({ peer: p.id }),
+    });
+    rt.dialer = dialer;
+    dialer.start();
+  }
+
+  async #dial(peer: NodeId, url: string): Promise<void> {
+    const entry = this.#byId.get(peer);
+    if (!entry || entry.revoked) throw new PeerRefusal(Close.peerRemoved, 'no longer in the peers file');
+    const session = await dialHandshake(url, { id: peer, key: entry.publicKey }, this.#settings, this.#opts.grants);
+    await this.#whenReady(session);
+  }
+
+  /** Waits for the peer's grants message, then keeps or drops the session. */
+  #whenReady(session: Session): Promise<void> {
+    this.#pending.add(session);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => session.close(Close.protocolError, 'no grants message in time'), this.#opts.config.handshakeTimeout);
+      session.once('ready', () => {
+        clearTimeout(timer);
+        this.#pending.delete(session);
+        try {
+          this.#install(session);
+          resolve();
+        } catch (err) {
+          reject(err);
+        }
+      });
+      session.once('close', (code, reason) => {
+        clearTimeout(timer);
+        this.#pending.delete(session);
+        reject(new RemoteClosed(code, reason));
+      });
+      session.start();
+    });
+  }
+
+  #install(session: Session): void {
+    const peer = session.peer;
+    const entry = this.#byId.get(peer);
+    if (this.#stopped) return session.close(Close.goingAway, 'node stopping');
+    if (!entry) return session.close(Close.peerRemoved, 'not in the peers file');
+    if (entry.revoked) return session.close(Close.peerRevoked, 'revoked');
+    const existing = this.#sessions.get(peer);
+    if (existing && !existing.closed) {
+      if (existing.dialler === session.dialler) {
+        this.#replace(existing, session, Close.replaced, 're-authenticated');
+      } else {
+        const winner = this.#opts.identity.id < peer ? this.#opts.identity.id : peer;
+        if (session.dialler !== winner) return session.close(Close.duplicateSession, 'simultaneous dial; the other session is kept');
+        this.#replace(existing, session, Close.duplicateSession, 'simultaneous dial; the other session is kept');
+      }
+    } else {
+      this.#sessions.set(peer, session);
+    }
+    this.#setState(peer, 'connected');
+    this.#log.info({ peer, role: session.role, remote: session.remote, expiresAt: new Date(session.expiresAt).toISOString() }, 'session established');
+    session.on('close', (code, reason) => this.#onSessionClosed(session, code, reason));
+    if (session.role === 'dialler') {
+      const ttl = session.expiresAt - Date.now();
+      this.#runtime.get(peer)?.dialer?.reauthAt(Math.max(0, ttl - Math.min(ttl * 0.25, 300_000)));
+    }
+    this.emit('session', session);
+  }
+
+  #replace(old: Session, next: Session, kind: CloseKind, detail: string): void {
+    this.#sessions.set(next.peer, next);
+    old.close(kind, detail);
+  }
+
+  #onSessionClosed(session: Session, code: number, reason: string): void {
+    this.#log.info({ peer: session.peer, code, reason }, 'session closed');
+    if (this.#sessions.get(session.peer) !== session) return;
+    this.#sessions.delete(session.peer);
+    const entry = this.#byId.get(session.peer);
+    if (entry) this.#setState(session.peer, entry.revoked ? 'revoked' : 'disconnected');
+    this.emit('sessionClosed', session, code, reason);
+    this.#runtime.get(session.peer)?.dialer?.kick();
+  }
+
+  #drop(peer: NodeId, kind: CloseKind, detail: string): void {
+    const rt = this.#runtime.get(peer);
+    rt?.dialer?.stop();
+    this.#runtime.delete(peer);
+    this.#sessions.get(peer)?.close(kind, detail);
+    for (const s of this.#pending) if ('peer' in s && s.peer === peer) s.close(kind, detail);
+    this.#log.info({ peer, code: kind.code }, `peer ${detail}; session closed`);
+  }
+
+  #upgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const refuse = (kind: CloseKind, detail: string) => {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.close(kind.code, closeReason(kind, detail));
+        setTimeout(() => ws.terminate(), 1000).unref();
+      });
+      this.#log.warn({ code: kind.code, reason: detail, remote }, 'peer refused');
+    };
+    if (this.#stopped) return refuse(Close.goingAway, 'node stopping');
+    if (this.#unauthenticated >= this.#opts.config.maxUnauthenticated) return refuse(Close.busy, 'too many unauthenticated connections');
+    if (!this.#rate.allow(req.socket.remoteAddress ?? '?')) return refuse(Close.rateLimited, 'too many handshakes from this address');
+    wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, remote));
+  }
+
+  #accept(ws: WebSocket, remote: string): void {
+    ws.on('error', () => undefined);
+    if (ws.protocol !== SUBPROTOCOL) {
+      ws.close(Close.handshakeInvalid.code, closeReason(Close.handshakeInvalid, 'subprotocol tessera.v1 required'));
+      return;
+    }
+    this.#unauthenticated++;
+    this.#pending.add(ws);
+    let claimed: string | undefined;
+    acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), this.#opts.grants, (id) => (claimed = id))
+      .then(({ session }) => {
+        this.#release(ws);
+        return this.#whenReady(session);
+      })
+      .catch((err: unknown) => {
+        this.#release(ws);
+        if (err instanceof PeerRefusal) this.#log.warn({ code: err.kind.code, reason: err.message, claimedId: claimed, remote }, 'peer refused');
+        else if (err instanceof RemoteClosed) this.#log.info({ code: err.code, reason: err.reason, claimedId: claimed, remote }, 'peer left during the handshake');
+        else this.#log.error({ err, claimedId: claimed, remote }, 'handshake failed');
+      });
+  }
+
+  #release(ws: WebSocket): void {
+    if (!this.#pending.delete(ws)) return;
+    this.#unauthenticated--;
+  }
+
+  #admit(hello: Hello): Admission {
+    const entry = this.#byId.get(hello.from);
+    if (!entry) return { kind: 'refuse', refusal: new PeerRefusal(Close.unknownPeer, 'this node does not know you') };
+    if (entry.revoked) return { kind: 'refuse', refusal: new PeerRefusal(Close.peerRevoked, 'revoked') };
+    return { kind: 'pinned', key: entry.publicKey };
+  }
+
+  /** Closes every session and the listener. Safe to call twice. */
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const rt of this.#runtime.values()) rt.dialer?.stop();
+    for (const s of this.#sessions.values()) s.close(Close.goingAway, 'node stopping');
+    for (const p of this.#pending) if ('terminate' in p) p.terminate();
+    else p.close(Close.goingAway, 'node stopping');
+    this.#wss?.close();
     const server = this.#server;
-    this.#server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
   }
 }

@@ -6,9 +6,8 @@ const PATTERN = /^(\d+)(ms|s|m|h|d)$/;
 export function parseDuration(text: string): number | undefined {
   const m = PATTERN.exec(text);
   if (!m) return undefined;
-  const n = Number(m[1]);
-  if (!Number.isSafeInteger(n)) return undefined;
-  return n * UNITS[m[2] as keyof typeof UNITS];
+  const ms = Number(m[1]) * UNITS[m[2] as keyof typeof UNITS];
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 export const DURATION_HINT = 'a duration such as "500ms", "30s", "5m", "1h" or "30d"';

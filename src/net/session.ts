@@ -1,0 +1,173 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import type { NodeId } from '../types.js';
+import { FrameCipher } from '../protocol/frames.js';
+import { Close, PeerRefusal, closeReason, type CloseKind } from '../protocol/close-codes.js';
+import { decodeMessage, encodeMessage, type GrantsMessage, type SessionMessage } from '../protocol/messages.js';
+
+export type Role = 'dialler' | 'listener';
+
+export interface SessionEvents {
+  /** The peer's first `grants` message arrived: nothing else is accepted before it. */
+  ready: [grants: GrantsMessage];
+  message: [message: SessionMessage];
+  /** Every queued frame has been written to the socket. */
+  drain: [];
+  close: [code: number, reason: string];
+}
+
+export interface SessionOptions {
+  /** Detaches the handshake reader and returns frames that arrived after it, in order. */
+  readonly takeover: () => Buffer[];
+  readonly peer: NodeId;
+  readonly role: Role;
+  /** The node that dialled this session (tie-break of simultaneous dials). */
+  readonly dialler: NodeId;
+  readonly sendKey: Uint8Array;
+  readonly recvKey: Uint8Array;
+  readonly expiresAt: number;
+  readonly maxFrameBytes: number;
+  readonly maxQueuedBytes: number;
+  readonly heartbeatMs: number;
+  readonly remote: string;
+  readonly log: Logger;
+}
+
+/**
+ * An authenticated, encrypted session with one peer over one WebSocket.
+ * Every frame is AES-256-GCM with a per-direction counter; the first frame
+ * each way is `grants`. Nothing thrown while handling a frame escapes: a bad
+ * frame closes this session with its code and touches nothing else.
+ */
+export class Session extends EventEmitter<SessionEvents> {
+  readonly peer: NodeId;
+  readonly role: Role;
+  readonly dialler: NodeId;
+  readonly expiresAt: number;
+  readonly remote: string;
+  readonly establishedAt = Date.now();
+  readonly #ws: WebSocket;
+  readonly #seal: FrameCipher;
+  readonly #open: FrameCipher;
+  readonly #opts: SessionOptions;
+  readonly #log: Logger;
+  #ready = false;
+  #closed = false;
+  #queued = 0;
+  #alive = true;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #expiry: NodeJS.Timeout | undefined;
+
+  constructor(ws: WebSocket, opts: SessionOptions) {
+    super();
+    this.#ws = ws;
+    this.#opts = opts;
+    this.peer = opts.peer;
+    this.role = opts.role;
+    this.dialler = opts.dialler;
+    this.expiresAt = opts.expiresAt;
+    this.remote = opts.remote;
+    this.#seal = new FrameCipher(opts.sendKey);
+    this.#open = new FrameCipher(opts.recvKey);
+    this.#log = opts.log.child({ component: 'session', peer: opts.peer, role: opts.role });
+    ws.on('close', (code, reason) => this.#onClosed(code, reason.toString()));
+    ws.on('error', (err) => this.#log.debug({ err }, 'socket error'));
+    ws.on('pong', () => (this.#alive = true));
+    this.#heartbeat = setInterval(() => this.#beat(), opts.heartbeatMs);
+    this.#expiry = setTimeout(() => this.close(Close.sessionExpired, 'session lifetime reached'), Math.max(0, opts.expiresAt - Date.now()));
+  }
+
+  /**
+   * Starts reading frames, first those that arrived during the handshake.
+   * Called once the owner listens for `ready`, `message` and `close`.
+   */
+  start(): void {
+    for (const frame of this.#opts.takeover()) this.#onFrame(frame, true);
+    this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes handed to the socket that it has not written yet. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  /** Encrypts and sends one message. A peer that lets the queue pass maxQueuedBytes is dropped. */
+  send(message: SessionMessage): void {
+    if (this.#closed) return;
+    const frame = this.#seal.seal(encodeMessage(message));
+    if (this.#queued + frame.byteLength > this.#opts.maxQueuedBytes) {
+      this.close(Close.slowPeer, `more than ${this.#opts.maxQueuedBytes} bytes queued`);
+      return;
+    }
+    this.#queued += frame.byteLength;
+    this.#ws.send(frame, { binary: true }, () => {
+      this.#queued -= frame.byteLength;
+      if (this.#queued === 0) this.emit('drain');
+    });
+  }
+
+  #onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.#closed) return;
+    try {
+      if (!isBinary) throw new PeerRefusal(Close.protocolError, 'text frame after the handshake');
+      if (data.byteLength > this.#opts.maxFrameBytes) throw new PeerRefusal(Close.frameTooLarge, `frame over ${this.#opts.maxFrameBytes} bytes`);
+      const message = decodeMessage(this.#open.open(data));
+      if (!this.#ready) {
+        if (message.type !== 'grants') throw new PeerRefusal(Close.protocolError, 'the first message must be grants');
+        this.#ready = true;
+        this.emit('ready', message);
+        return;
+      }
+      this.emit('message', message);
+    } catch (err) {
+      if (err instanceof PeerRefusal) {
+        this.#log.warn({ code: err.kind.code, reason: err.message, remote: this.remote }, 'closing session');
+        this.close(err.kind, err.message);
+      } else {
+        this.#log.error({ err }, 'session message handler failed');
+        this.close(Close.protocolError, 'internal error handling a message');
+      }
+    }
+  }
+
+  #beat(): void {
+    if (!this.#alive) {
+      this.#log.warn({ remote: this.remote }, 'peer missed a heartbeat; dropping the session');
+      this.#ws.terminate();
+      this.#onClosed(Close.heartbeat.code, closeReason(Close.heartbeat, 'no pong'));
+      return;
+    }
+    this.#alive = false;
+    this.#ws.ping();
+  }
+
+  close(kind: CloseKind, detail: string): void {
+    if (this.#closed) return;
+    const reason = closeReason(kind, detail);
+    try {
+      this.#ws.close(kind.code, reason);
+    } catch {
+      this.#ws.terminate();
+    }
+    this.#onClosed(kind.code, reason);
+  }
+
+  #onClosed(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#expiry);
+    // A peer that never completes the close handshake must not hold the socket.
+    setTimeout(() => this.#ws.terminate(), 2000).unref();
+    this.emit('close', code, reason);
+  }
+}
