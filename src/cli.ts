@@ -32,7 +32,8 @@ function flags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
     return parsed;
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError((err as Error).message);
+    // node's parseArgs explains some errors over several lines; a usage error is one line.
+    throw new UsageError((err as Error).message.replace(/\s*\n\s*/g, ' '));
   }
 }
 

@@ -14,7 +14,13 @@ import type { KeyPair } from './identity/keys.js';
 import { DAEMON_FILE, IDENTITY_FILE, STORE_DIR, initDataDir } from './init.js';
 import { PeerManager } from './net/peer-manager.js';
 import { Store } from './store/store.js';
-import { countDocs } from './store/records.js';
+import { Policy } from './sync/policy.js';
+import { Docs } from './sync/docs.js';
+import { SyncService } from './sync/service.js';
+import { verifyStore, type VerifyReport } from './sync/verify.js';
+import { docRoutes } from './api/routes/docs.js';
+import { sendJson, HttpError } from './api/http.js';
+import type { Route } from './api/server.js';
 import { formatHostPort } from './util/address.js';
 import { writeFileAtomic } from './util/files.js';
 
@@ -45,9 +51,12 @@ export class Daemon {
   readonly #watcher: ConfigWatcher;
   readonly #peers: PeerManager;
   readonly #api: ApiServer;
+  readonly #docs: Docs;
+  readonly #sync: SyncService;
+  readonly #policy: Policy;
   #stopping: Promise<void> | undefined;
 
-  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer }) {
+  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer; docs: Docs; sync: SyncService; policy: Policy }) {
     this.#log = parts.log;
     this.#dataDir = parts.dataDir;
     this.#identity = parts.identity;
@@ -56,6 +65,9 @@ export class Daemon {
     this.#watcher = parts.watcher;
     this.#peers = parts.peers;
     this.#api = parts.api;
+    this.#docs = parts.docs;
+    this.#sync = parts.sync;
+    this.#policy = parts.policy;
   }
 
   /** Initialises the data directory if needed, then starts every part in order. */
@@ -85,19 +97,49 @@ export class Daemon {
         log,
         now,
       });
+      const policy = new Policy(identity, () => peers.peers);
+      const docs = new Docs({
+        store,
+        identity,
+        policy,
+        log,
+        now,
+        maxDocsInMemory: config.maxDocsInMemory,
+        docIdleTimeoutMs: config.docIdleTimeout,
+        snapshotEvery: config.snapshotEvery,
+      });
+      await docs.start();
+      cleanup.unshift(() => docs.stop());
+      const sync = new SyncService({ peers, docs, store, policy, log });
+      sync.start();
       await peers.start();
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
+      const routes: Route[] = [
+        statusRoute(() => daemon!.status()),
+        ...docRoutes({ docs, store, maxUpdateBytes: config.maxUpdateBytes, nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)) }),
+        {
+          method: 'GET',
+          path: '/v1/verify',
+          handler: async ({ res, grant }) => {
+            if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'verify needs a read:** token');
+            sendJson(res, 200, await daemon!.verify());
+          },
+        },
+      ];
       const api = new ApiServer({
         address: config.api,
         log,
         authenticate: apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now }),
-        routes: [statusRoute(() => daemon!.status())],
+        routes,
       });
       await api.start();
       cleanup.unshift(() => api.stop());
-      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api });
-      watcher.on('peers', (next, diff) => peers.applyPeers(next, diff));
+      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy });
+      watcher.on('peers', (next, diff) => {
+        peers.applyPeers(next, diff);
+        sync.refresh();
+      });
       watcher.start();
       await daemon.#writeDaemonFile();
       log.info({ id: identity.id, name: config.name, peer: formatHostPort(peers.address), api: formatHostPort(api.address), dataDir }, 'listening');
@@ -129,6 +171,16 @@ export class Daemon {
     return this.#api.address;
   }
 
+  /** The documents of this node (for tests and the local API). */
+  get docs(): Docs {
+    return this.#docs;
+  }
+
+  /** `tessera verify`, run by the running node. */
+  verify(): Promise<VerifyReport> {
+    return verifyStore(this.#store, (origin) => this.#policy.authorJwk(origin));
+  }
+
   /** Re-reads the peers and grants files (SIGHUP). */
   reload(): Promise<void> {
     return this.#watcher.reload();
@@ -139,7 +191,7 @@ export class Daemon {
       id: this.#identity.id,
       name: this.#config.name,
       peers: this.#peers.status(),
-      docs: await countDocs(this.#store),
+      docs: this.#docs.count,
       pending: 0,
       grant: null,
       alarms: [],
@@ -156,7 +208,9 @@ export class Daemon {
     this.#stopping ??= (async () => {
       this.#watcher.stop();
       await this.#api.stop();
+      this.#sync.stop();
       await this.#peers.stop();
+      await this.#docs.stop();
       await this.#store.close();
       await rm(join(this.#dataDir, DAEMON_FILE), { force: true });
       this.#log.info('stopped');

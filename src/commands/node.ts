@@ -11,6 +11,8 @@ export async function initCommand(dataDir: string, opts: { name?: string; listen
   for (const [flag, value] of [['--listen', opts.listen], ['--api', opts.api]] as const) {
     if (value !== undefined && !parseHostPort(value)) throw new UsageError(`${flag} expects HOST:PORT, got ${JSON.stringify(value)}`);
   }
+  // The same rule as tessera.json's "name": a name it would refuse must not be written there.
+  if (opts.name !== undefined && (opts.name.length < 1 || opts.name.length > 100)) throw new UsageError('--name expects 1 to 100 characters');
   const pair = await initDataDir(dataDir, opts);
   return pair.id;
 }

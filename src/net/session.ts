@@ -87,6 +87,15 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
   }
 
+  /** Stops reading from the socket (inbound backpressure); `resume` starts again. */
+  pause(): void {
+    if (!this.#closed) this.#ws.pause();
+  }
+
+  resume(): void {
+    if (!this.#closed) this.#ws.resume();
+  }
+
   get ready(): boolean {
     return this.#ready;
   }

@@ -1,4 +1,7 @@
+import * as encoding from 'lib0/encoding';
+import * as decoding from 'lib0/decoding';
 import { Close, PeerRefusal } from './close-codes.js';
+import { docNameProblem } from '../config/names.js';
 
 /**
  * Session messages: the plaintext of each encrypted frame is one message,
@@ -7,6 +10,10 @@ import { Close, PeerRefusal } from './close-codes.js';
  */
 export const MessageType = {
   grants: 0x01,
+  announce: 0x02,
+  want: 0x03,
+  envelopes: 0x04,
+  notWanted: 0x05,
 } as const;
 
 /** The first message each way, and later refreshes: grants and authority revocations (DESIGN.md §3, §10). */
@@ -16,7 +23,31 @@ export interface GrantsMessage {
   readonly revocations: readonly string[];
 }
 
-export type SessionMessage = GrantsMessage;
+/** Documents the receiver may read, each with a hash of the sender's vector. */
+export interface AnnounceMessage {
+  readonly type: 'announce';
+  readonly docs: readonly (readonly [name: string, vectorHash: string])[];
+}
+
+/** The receiver's full vector for each announced document whose hash differs. */
+export interface WantMessage {
+  readonly type: 'want';
+  readonly docs: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/** Envelopes as signed by their origins: token and update bytes. */
+export interface EnvelopesMessage {
+  readonly type: 'envelopes';
+  readonly items: readonly { readonly token: string; readonly update: Uint8Array }[];
+}
+
+/** Feeds of documents the receiver refuses by policy, for the rest of the session. */
+export interface NotWantedMessage {
+  readonly type: 'notWanted';
+  readonly items: readonly (readonly [doc: string, feed: string])[];
+}
+
+export type SessionMessage = GrantsMessage | AnnounceMessage | WantMessage | EnvelopesMessage | NotWantedMessage;
 
 const MAX_GRANT_ITEMS = 256;
 const MAX_TOKEN = 16 * 1024;
@@ -25,6 +56,22 @@ export function encodeMessage(msg: SessionMessage): Uint8Array {
   switch (msg.type) {
     case 'grants':
       return withType(MessageType.grants, Buffer.from(JSON.stringify({ grants: msg.grants, revocations: msg.revocations })));
+    case 'announce':
+      return withType(MessageType.announce, Buffer.from(JSON.stringify({ docs: msg.docs })));
+    case 'want':
+      return withType(MessageType.want, Buffer.from(JSON.stringify({ docs: msg.docs })));
+    case 'notWanted':
+      return withType(MessageType.notWanted, Buffer.from(JSON.stringify({ items: msg.items })));
+    case 'envelopes': {
+      const e = encoding.createEncoder();
+      encoding.writeUint8(e, MessageType.envelopes);
+      encoding.writeVarUint(e, msg.items.length);
+      for (const item of msg.items) {
+        encoding.writeVarString(e, item.token);
+        encoding.writeVarUint8Array(e, item.update);
+      }
+      return encoding.toUint8Array(e);
+    }
   }
 }
 
@@ -42,6 +89,14 @@ export function decodeMessage(bytes: Uint8Array): SessionMessage {
   switch (bytes[0]) {
     case MessageType.grants:
       return decodeGrants(body);
+    case MessageType.announce:
+      return decodeAnnounce(body);
+    case MessageType.want:
+      return decodeWant(body);
+    case MessageType.envelopes:
+      return decodeEnvelopes(body);
+    case MessageType.notWanted:
+      return decodeNotWanted(body);
     default:
       throw new PeerRefusal(Close.protocolError, `unknown message type ${bytes[0]}`);
   }
@@ -65,5 +120,67 @@ function parseJsonBody(body: Uint8Array): unknown {
     return v;
   } catch {
     throw new PeerRefusal(Close.protocolError, 'message body is not a JSON object');
+  }
+}
+
+const VECTOR_KEY = /^[A-Za-z0-9_-]{43}:[A-Za-z0-9_-]{1,64}$/;
+
+function docName(v: unknown, what: string): string {
+  if (typeof v !== 'string' || docNameProblem(v)) throw new PeerRefusal(Close.protocolError, `${what}: invalid document name`);
+  return v;
+}
+
+function decodeAnnounce(body: Uint8Array): AnnounceMessage {
+  const v = parseJsonBody(body) as { docs?: unknown };
+  if (!Array.isArray(v.docs)) throw new PeerRefusal(Close.protocolError, 'announce.docs must be a list');
+  const docs = v.docs.map((d) => {
+    if (!Array.isArray(d) || d.length !== 2 || typeof d[1] !== 'string' || d[1].length > 64) throw new PeerRefusal(Close.protocolError, 'announce entries are [name, vectorHash]');
+    return [docName(d[0], 'announce'), d[1]] as const;
+  });
+  return { type: 'announce', docs };
+}
+
+function decodeWant(body: Uint8Array): WantMessage {
+  const v = parseJsonBody(body) as { docs?: unknown };
+  if (typeof v.docs !== 'object' || v.docs === null || Array.isArray(v.docs)) throw new PeerRefusal(Close.protocolError, 'want.docs must be an object');
+  const docs: Record<string, Record<string, number>> = {};
+  for (const [name, vector] of Object.entries(v.docs as Record<string, unknown>)) {
+    docName(name, 'want');
+    if (typeof vector !== 'object' || vector === null || Array.isArray(vector)) throw new PeerRefusal(Close.protocolError, 'want vectors must be objects');
+    const clean: Record<string, number> = {};
+    for (const [k, seq] of Object.entries(vector as Record<string, unknown>)) {
+      if (!VECTOR_KEY.test(k) || !Number.isSafeInteger(seq) || (seq as number) < 0) throw new PeerRefusal(Close.protocolError, 'want vector entries are "<iss>:<feed>": seq');
+      clean[k] = seq as number;
+    }
+    docs[name] = clean;
+  }
+  return { type: 'want', docs };
+}
+
+function decodeNotWanted(body: Uint8Array): NotWantedMessage {
+  const v = parseJsonBody(body) as { items?: unknown };
+  if (!Array.isArray(v.items)) throw new PeerRefusal(Close.protocolError, 'notWanted.items must be a list');
+  const items = v.items.map((i) => {
+    if (!Array.isArray(i) || i.length !== 2 || typeof i[1] !== 'string' || !VECTOR_KEY.test(i[1])) throw new PeerRefusal(Close.protocolError, 'notWanted items are [doc, feed]');
+    return [docName(i[0], 'notWanted'), i[1]] as const;
+  });
+  return { type: 'notWanted', items };
+}
+
+function decodeEnvelopes(body: Uint8Array): EnvelopesMessage {
+  try {
+    const d = decoding.createDecoder(body);
+    const n = decoding.readVarUint(d);
+    if (n > body.byteLength) throw new Error('count too large');
+    const items: { token: string; update: Uint8Array }[] = [];
+    for (let i = 0; i < n; i++) {
+      const token = decoding.readVarString(d);
+      const update = decoding.readVarUint8Array(d);
+      items.push({ token, update });
+    }
+    if (d.pos !== body.byteLength) throw new Error('bytes left over');
+    return { type: 'envelopes', items };
+  } catch (err) {
+    throw new PeerRefusal(Close.protocolError, `malformed envelopes message (${(err as Error).message})`);
   }
 }

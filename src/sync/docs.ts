@@ -1,0 +1,585 @@
+import { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+import * as Y from 'yjs';
+import type { Logger } from 'pino';
+import type { KeyPair } from '../identity/keys.js';
+import type { DocName, FeedKey, NodeId } from '../types.js';
+import { feedKey } from '../types.js';
+import { Space, json, type Store, type StoreOp } from '../store/store.js';
+import { envelopeOps, readEnvelope, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
+import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
+import { buildUpdate, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
+import { EnvelopeError, readEnvelopeClaims, signEnvelope, updateHash, verifyEnvelope, type EnvelopeClaims } from './envelope.js';
+import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
+import { feedOrigin, structAt, unitAt } from './overlap.js';
+import type { Policy } from './policy.js';
+
+export interface DocsOptions {
+  readonly store: Store;
+  readonly identity: KeyPair;
+  readonly policy: Policy;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly maxDocsInMemory: number;
+  readonly docIdleTimeoutMs: number;
+  readonly snapshotEvery: number;
+  readonly maxHeldPerDoc?: number;
+  readonly maxDeferredRanges?: number;
+}
+
+export interface DocsEvents {
+  /** A new envelope is durable here (local, or received from `from`). */
+  envelope: [envelope: StoredEnvelope, from: NodeId | undefined];
+  /** A document's vector changed. */
+  change: [doc: DocName, vector: Vector];
+  /** Something a human should look at (equivocation, conflicting envelopes). */
+  alarm: [alarm: { doc: DocName; kind: string; origins: string[]; peer: string | null }];
+}
+
+/** Why a received envelope was not accepted. */
+export type RefusalReason = 'forgery' | 'not_wanted' | 'not_exchangeable' | 'conflict' | 'gap_overflow';
+
+export interface ReceiveOutcome {
+  accepted: number;
+  duplicates: number;
+  refused: { doc: DocName; feed: FeedKey; seq: number; reason: RefusalReason; detail: string }[];
+  /** Documents with a gap that could not be held: the sender should be asked again. */
+  rewant: Set<DocName>;
+}
+
+const MERGE_GROUP = 64;
+const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The documents of this node: loaded lazily from snapshot plus envelopes,
+ * unloaded when idle. Local app updates become origin-signed envelopes of
+ * exactly what is new here; received envelopes are checked, stored and
+ * applied. Every envelope is durable before it is applied, forwarded or
+ * acknowledged.
+ */
+export class Docs extends EventEmitter<DocsEvents> {
+  readonly #o: DocsOptions;
+  readonly #log: Logger;
+  readonly #live = new Map<DocName, LiveDoc>();
+  readonly #loading = new Map<DocName, Promise<LiveDoc>>();
+  readonly #ownFeed: FeedKey;
+  readonly #known = new Set<DocName>();
+  /** Origins whose public key is already remembered in the store (for verify after removal). */
+  readonly #remembered = new Set<string>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(opts: DocsOptions) {
+    super();
+    this.#o = opts;
+    this.#log = opts.log.child({ component: 'docs' });
+    this.#ownFeed = feedKey(opts.identity.id, opts.store.feed);
+  }
+
+  get ownFeed(): FeedKey {
+    return this.#ownFeed;
+  }
+
+  /** Loads the names of stored documents, and starts the idle sweeper. */
+  async start(): Promise<void> {
+    for await (const [key] of this.#o.store.entries(Space.vector)) this.#known.add(key as DocName);
+    for await (const [key] of this.#o.store.entries(Space.originKey)) this.#remembered.add(key);
+    this.#sweeper = setInterval(() => void this.#sweep(), Math.max(1000, Math.min(this.#o.docIdleTimeoutMs / 2, 60_000)));
+    this.#sweeper.unref();
+  }
+
+  /** Names of every document this node holds. */
+  names(): DocName[] {
+    return [...this.#known].sort();
+  }
+
+  get count(): number {
+    return this.#known.size;
+  }
+
+  get loadedCount(): number {
+    return this.#live.size;
+  }
+
+  has(doc: DocName): boolean {
+    return this.#known.has(doc);
+  }
+
+  async vector(doc: DocName): Promise<Vector> {
+    const live = this.#live.get(doc);
+    return live ? { ...live.vector } : readVector(this.#o.store, doc);
+  }
+
+  /** The live document (loading it if needed); `use` keeps it loaded until released. */
+  async open(doc: DocName): Promise<LiveDoc> {
+    const live = this.#live.get(doc);
+    if (live) {
+      live.lastUsed = Date.now();
+      return live;
+    }
+    let loading = this.#loading.get(doc);
+    if (!loading) {
+      loading = this.#load(doc).finally(() => this.#loading.delete(doc));
+      this.#loading.set(doc, loading);
+    }
+    return loading;
+  }
+
+  async #load(doc: DocName): Promise<LiveDoc> {
+    const store = this.#o.store;
+    const vector = await readVector(store, doc);
+    const live = new LiveDoc(doc, {});
+    const snap = await store.get(Space.snapshot, doc);
+    let base: Vector = {};
+    if (snap) {
+      const { vector: v, state } = decodeSnapshot(snap);
+      Y.applyUpdate(live.ydoc, state);
+      base = v;
+    }
+    for await (const [key, value] of store.entries(Space.overlap, doc + '\u0000')) {
+      const [, client] = key.split('\u0000');
+      live.overlap.add(parseInt(client!, 16), json.decode(value));
+    }
+    live.vector = { ...base };
+    for (const feed of Object.keys(vector) as FeedKey[]) {
+      for await (const env of readFeed(store, doc, feed, base[feed] ?? 0)) {
+        if (env.seq > vector[feed]!) break;
+        const parsed = parseUpdate(env.update);
+        const { update } = await this.#filterOverlaps(live, parsed, env.update, feedOrigin(feed), undefined);
+        Y.applyUpdate(live.ydoc, update);
+        live.vector[feed] = env.seq;
+      }
+    }
+    this.#live.set(doc, live);
+    this.#evictOverflow();
+    return live;
+  }
+
+  // ---- local writes ------------------------------------------------------
+
+  /**
+   * Signs what is new to this node in an app's update, stores it, applies it
+   * and resolves once durable. Updates that arrive while an envelope is being
+   * signed and stored are merged into the next one.
+   */
+  async write(doc: DocName, update: Uint8Array): Promise<{ vector: Vector; refused: RefusedPart[] }> {
+    parseUpdate(update);
+    const live = await this.open(doc);
+    return new Promise((resolve, reject) => {
+      live.localQueue.push({ update, resolve, reject, refused: [] });
+      if (!live.signing) void this.#pumpLocal(live);
+    });
+  }
+
+  async #pumpLocal(live: LiveDoc): Promise<void> {
+    live.signing = true;
+    try {
+      while (live.localQueue.length) {
+        const batch: LocalWrite[] = [];
+        let bytes = 0;
+        while (live.localQueue.length && (batch.length === 0 || bytes + live.localQueue[0]!.update.byteLength <= MAX_LOCAL_BATCH_BYTES)) {
+          const w = live.localQueue.shift()!;
+          bytes += w.update.byteLength;
+          batch.push(w);
+        }
+        try {
+          const vector = await live.run(() => this.#signBatch(live, batch));
+          for (const w of batch) w.resolve({ vector, refused: w.refused });
+        } catch (err) {
+          for (const w of batch) w.reject(err);
+        }
+      }
+    } finally {
+      live.signing = false;
+    }
+  }
+
+  async #signBatch(live: LiveDoc, batch: LocalWrite[]): Promise<Vector> {
+    const refusedRanges: [number, number, number][] = [];
+    for (const w of batch) {
+      const parsed = parseUpdate(w.update);
+      const { refused } = await this.#filterOverlaps(live, parsed, w.update, this.#o.identity.id, undefined);
+      for (const r of refused) {
+        w.refused.push(r);
+        refusedRanges.push([r.client, r.from, r.to]);
+      }
+    }
+    const merged = mergeBounded(batch.map((w) => w.update));
+    const signed = this.#newPart(live, merged, refusedRanges);
+    if (!signed) return { ...live.vector };
+    await this.#commitLocal(live, signed.update, signed.parsed);
+    return { ...live.vector };
+  }
+
+  /**
+   * Exactly what is new to this node in an update: structs beyond its state
+   * vector that are not pending here or refused, and deletions of items it
+   * holds (or this update brings) that are not deleted yet. Deletions of items
+   * it does not hold are deferred until they arrive. Undefined when nothing
+   * is new.
+   */
+  #newPart(live: LiveDoc, update: Uint8Array, refused: [number, number, number][]): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+    const ydoc = live.ydoc;
+    const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
+    const parsedDiff = parseUpdate(diff);
+    const pending = pendingRanges(ydoc);
+    const inRanges = (ranges: readonly [number, number, number][], s: ParsedStruct) => ranges.some(([c, from, to]) => c === s.client && s.clock < to && s.clock + s.length > from);
+    const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !inRanges(pending, s) && !inRanges(refused, s));
+    const newStructEnd = new Map<number, [number, number][]>();
+    for (const s of kept) (newStructEnd.get(s.client) ?? newStructEnd.set(s.client, []).get(s.client)!).push([s.clock, s.clock + s.length]);
+    const deletes: DeleteRanges = new Map();
+    const original = parseUpdate(update);
+    const addDelete = (m: DeleteRanges, c: number, from: number, to: number) => {
+      if (to > from) (m.get(c) ?? m.set(c, []).get(c)!).push([from, to - from]);
+    };
+    const consider = (client: number, clock: number, len: number) => {
+      const state = Y.getState(ydoc.store, client);
+      const end = clock + len;
+      // Held in the doc: delete what is not deleted yet.
+      for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(end, state))) addDelete(deletes, client, from, to);
+      // Brought by this update: delete it along with it.
+      for (const [from, to] of newStructEnd.get(client) ?? []) addDelete(deletes, client, Math.max(from, clock, state), Math.min(to, end));
+      // Neither: defer until the items arrive.
+      let cursor = Math.max(clock, state);
+      for (const [from, to] of [...(newStructEnd.get(client) ?? [])].sort((a, b) => a[0] - b[0])) {
+        if (from > cursor) addDelete(live.deferredDeletes, client, cursor, Math.min(from, end));
+        cursor = Math.max(cursor, to);
+      }
+      if (cursor < end) addDelete(live.deferredDeletes, client, cursor, end);
+    };
+    for (const [client, ranges] of original.deletes) for (const [clock, len] of ranges) consider(client, clock, len);
+    // Deferred deletions whose items have arrived since.
+    const deferred = live.deferredDeletes;
+    live.deferredDeletes = new Map();
+    for (const [client, ranges] of normalizeDeletes(deferred)) {
+      for (const [clock, len] of ranges) {
+        const state = Y.getState(ydoc.store, client);
+        for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(clock + len, state))) addDelete(deletes, client, from, to);
+        if (clock + len > state) addDelete(live.deferredDeletes, client, Math.max(clock, state), clock + len);
+      }
+    }
+    normalizeDeletes(live.deferredDeletes);
+    this.#boundDeferred(live);
+    normalizeDeletes(deletes);
+    if (kept.length === 0 && deletes.size === 0) return undefined;
+    const signed = buildUpdate(diff, kept, deletes);
+    return { update: signed, parsed: parseUpdate(signed) };
+  }
+
+  #boundDeferred(live: LiveDoc): void {
+    const max = this.#o.maxDeferredRanges ?? 10_000;
+    let n = 0;
+    for (const [client, ranges] of live.deferredDeletes) {
+      n += ranges.length;
+      if (n > max) {
+        live.deferredDeletes.delete(client);
+        this.#log.warn({ doc: live.name }, 'deferred deletions over their bound; dropping the oldest client');
+      }
+    }
+  }
+
+  async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate): Promise<void> {
+    const seq = (live.vector[this.#ownFeed] ?? 0) + 1;
+    const claims: EnvelopeClaims = {
+      iss: this.#o.identity.id,
+      doc: live.name,
+      feed: this.#o.store.feed,
+      seq,
+      h: updateHash(update),
+      clients: structRanges(parsed.structs),
+      iat: Math.floor(this.#o.now() / 1000),
+    };
+    const token = signEnvelope(claims, this.#o.identity.privateKey);
+    const env: StoredEnvelope = { doc: live.name, feed: this.#ownFeed, seq, token, update };
+    const vector = { ...live.vector, [this.#ownFeed]: seq };
+    await this.#o.store.write([...envelopeOps([env], new Map([[live.name, vector]])), ...overlapOps(live, env, parsed)]);
+    live.vector = vector;
+    Y.applyUpdate(live.ydoc, update);
+    this.#afterCommit(live, [env], undefined);
+  }
+
+  #afterCommit(live: LiveDoc, envs: StoredEnvelope[], from: NodeId | undefined): void {
+    this.#known.add(live.name);
+    live.sinceSnapshot += envs.length;
+    for (const env of envs) this.emit('envelope', env, from);
+    this.emit('change', live.name, { ...live.vector });
+    if (live.sinceSnapshot >= this.#o.snapshotEvery) void live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot failed'));
+  }
+
+  // ---- received envelopes --------------------------------------------------
+
+  /**
+   * Checks, stores and applies envelopes received from a peer (DESIGN.md §4).
+   * Forgery (bad signature, hash, claims or bytes) is reported for the caller
+   * to count against the sender; policy refusals are "not wanted".
+   */
+  async receive(from: NodeId, items: readonly { token: string; update: Uint8Array }[]): Promise<ReceiveOutcome> {
+    const out: ReceiveOutcome = { accepted: 0, duplicates: 0, refused: [], rewant: new Set() };
+    const byDoc = new Map<DocName, HeldEnvelope[]>();
+    for (const item of items) {
+      const checked = this.#check(from, item, out);
+      if (checked) (byDoc.get(checked.claims.doc) ?? byDoc.set(checked.claims.doc, []).get(checked.claims.doc)!).push(checked);
+    }
+    await Promise.all([...byDoc].map(async ([doc, envs]) => {
+      const live = await this.open(doc);
+      await live.run(() => this.#accept(live, from, envs, out));
+    }));
+    return out;
+  }
+
+  #check(from: NodeId, item: { token: string; update: Uint8Array }, out: ReceiveOutcome): HeldEnvelope | undefined {
+    let claims: EnvelopeClaims;
+    try {
+      claims = readEnvelopeClaims(item.token);
+    } catch (err) {
+      out.refused.push({ doc: '?' as DocName, feed: '?' as FeedKey, seq: 0, reason: 'forgery', detail: (err as Error).message });
+      return undefined;
+    }
+    const feed = feedKey(claims.iss, claims.feed);
+    const refuse = (reason: RefusalReason, detail: string) => void out.refused.push({ doc: claims.doc, feed, seq: claims.seq, reason, detail });
+    if (!this.#o.policy.mayExchange(from, claims.doc)) return refuse('not_exchangeable', 'the sending peer may not exchange this document');
+    const key = this.#o.policy.authorKey(claims.iss);
+    if (!key) return refuse('not_wanted', 'origin not trusted here');
+    if (!this.#o.policy.mayWrite(claims.iss, claims.doc)) return refuse('not_wanted', 'origin may not write this document');
+    try {
+      verifyEnvelope(item.token, item.update, key);
+      const parsed = parseUpdate(item.update);
+      const ranges = structRanges(parsed.structs);
+      if (JSON.stringify(ranges) !== JSON.stringify(claims.clients)) throw new EnvelopeError('clients claim does not match the structs');
+      return { token: item.token, update: item.update, claims, parsed };
+    } catch (err) {
+      return refuse('forgery', (err as Error).message);
+    }
+  }
+
+  async #accept(live: LiveDoc, from: NodeId, envs: HeldEnvelope[], out: ReceiveOutcome): Promise<void> {
+    const accepted: { env: StoredEnvelope; parsed: ParsedUpdate }[] = [];
+    const vector = { ...live.vector };
+    const queue = [...envs];
+    while (queue.length) {
+      const h = queue.shift()!;
+      const feed = feedKey(h.claims.iss, h.claims.feed);
+      const have = vector[feed] ?? 0;
+      if (h.claims.seq <= have) {
+        const held = accepted.find((a) => a.env.feed === feed && a.env.seq === h.claims.seq)?.env ?? (await readEnvelope(this.#o.store, live.name, feed, h.claims.seq));
+        if (held && held.token === h.token) out.duplicates++;
+        else {
+          out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'conflict', detail: 'a different envelope is held for this feed and seq' });
+          this.emit('alarm', { doc: live.name, kind: 'conflicting_envelope', origins: [h.claims.iss], peer: from });
+          this.#log.error({ doc: live.name, feed, seq: h.claims.seq, peer: from }, 'conflicting envelope: a different envelope is already held for this feed and seq');
+        }
+        continue;
+      }
+      if (h.claims.seq > have + 1) {
+        this.#hold(live, feed, h, out);
+        continue;
+      }
+      vector[feed] = h.claims.seq;
+      accepted.push({ env: { doc: live.name, feed, seq: h.claims.seq, token: h.token, update: h.update }, parsed: h.parsed });
+      const next = live.held.get(feed)?.get(h.claims.seq + 1);
+      if (next) {
+        live.held.get(feed)!.delete(h.claims.seq + 1);
+        live.heldCount--;
+        queue.unshift(next);
+      }
+    }
+    if (!accepted.length) return;
+    const ops: StoreOp[] = envelopeOps(accepted.map((a) => a.env), new Map([[live.name, vector]]));
+    for (const a of accepted) ops.push(...overlapOps(live, a.env, a.parsed));
+    for (const origin of new Set(accepted.map((a) => feedOrigin(a.env.feed)))) {
+      if (this.#remembered.has(origin)) continue;
+      const jwk = this.#o.policy.authorJwk(origin);
+      if (jwk) ops.push({ type: 'put', space: Space.originKey, key: origin, value: json.encode(jwk) });
+    }
+    await this.#o.store.write(ops);
+    for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
+    live.vector = vector;
+    for (const a of accepted) {
+      const { update, refused } = await this.#filterOverlaps(live, a.parsed, a.env.update, feedOrigin(a.env.feed), from);
+      if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
+      try {
+        Y.applyUpdate(live.ydoc, update);
+      } catch (err) {
+        this.#log.error({ err, doc: live.name, feed: a.env.feed, seq: a.env.seq }, 'applying a verified update failed');
+      }
+    }
+    out.accepted += accepted.length;
+    this.#afterCommit(live, accepted.map((a) => a.env), from);
+    if (live.deferredDeletes.size) await this.#flushDeferred(live);
+  }
+
+  #hold(live: LiveDoc, feed: FeedKey, h: HeldEnvelope, out: ReceiveOutcome): void {
+    if (live.heldCount >= (this.#o.maxHeldPerDoc ?? 1000)) {
+      out.rewant.add(live.name);
+      return;
+    }
+    const m = live.held.get(feed) ?? live.held.set(feed, new Map()).get(feed)!;
+    if (!m.has(h.claims.seq)) live.heldCount++;
+    m.set(h.claims.seq, h);
+  }
+
+  /** Signs deletions that were waiting for their items, once they are here. */
+  async #flushDeferred(live: LiveDoc): Promise<void> {
+    const empty = new Uint8Array([0, 0]);
+    const signed = this.#newPart(live, empty, []);
+    if (signed) await this.#commitLocal(live, signed.update, signed.parsed);
+  }
+
+  /**
+   * The equivocation check (DESIGN.md §4): structs that overlap what this
+   * document already holds under the same (client, clock) must be the same;
+   * a struct that differs is not applied and an alarm names both origins.
+   */
+  async #filterOverlaps(live: LiveDoc, parsed: ParsedUpdate, update: Uint8Array, origin: NodeId, peer: NodeId | undefined): Promise<{ update: Uint8Array; refused: RefusedPart[] }> {
+    const refused: RefusedPart[] = [];
+    const keep: ParsedStruct[] = [];
+    const cache = new Map<string, { source: Uint8Array; parsed: ParsedUpdate }>();
+    for (const s of parsed.structs) {
+      if (s.kind === 10) continue;
+      const held = Y.getState(live.ydoc.store, s.client);
+      if (s.clock >= held) {
+        keep.push(s);
+        continue;
+      }
+      const other = await this.#mismatch(live, s, update, Math.min(held, s.clock + s.length), cache);
+      if (other === undefined) keep.push(s);
+      else refused.push({ client: s.client, from: s.clock, to: s.clock + s.length, reason: 'equivocation', origins: [origin, other] });
+    }
+    if (!refused.length) return { update, refused };
+    for (const r of refused) {
+      this.emit('alarm', { doc: live.name, kind: 'equivocation', origins: [...r.origins], peer: peer ?? null });
+    }
+    return { update: buildUpdate(update, keep, new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]))), refused };
+  }
+
+  /** The origin of a held struct that differs from `s` in [s.clock, until), or undefined if all match. */
+  async #mismatch(live: LiveDoc, s: ParsedStruct, source: Uint8Array, until: number, cache: Map<string, { source: Uint8Array; parsed: ParsedUpdate }>): Promise<string | undefined> {
+    for (const entry of live.overlap.find(s.client, s.clock, until)) {
+      const k = `${entry.feed}#${entry.seq}`;
+      let held = cache.get(k);
+      if (!held) {
+        const env = await readEnvelope(this.#o.store, live.name, entry.feed, entry.seq);
+        if (!env) continue;
+        held = { source: env.update, parsed: parseUpdate(env.update) };
+        cache.set(k, held);
+      }
+      const from = Math.max(s.clock, entry.from);
+      const to = Math.min(until, entry.to);
+      for (let clock = from; clock < to; clock++) {
+        const hs = structAt(held.parsed.structs, s.client, clock);
+        if (!hs || hs === undefined) continue;
+        const a = unitAt(source, s, clock);
+        const b = unitAt(held.source, hs, clock);
+        if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
+      }
+    }
+    return undefined;
+  }
+
+  // ---- snapshots, unloading ----------------------------------------------
+
+  async #snapshot(live: LiveDoc): Promise<void> {
+    if (live.sinceSnapshot === 0) return;
+    const state = Y.encodeStateAsUpdate(live.ydoc);
+    await this.#o.store.write([{ type: 'put', space: Space.snapshot, key: live.name, value: encodeSnapshot(live.vector, state) }]);
+    live.sinceSnapshot = 0;
+  }
+
+  /** SHA-256 of the document's encoded state: equal on every node that holds the same envelopes. */
+  async digest(doc: DocName): Promise<string> {
+    const live = await this.open(doc);
+    return createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+  }
+
+  async #sweep(): Promise<void> {
+    const cutoff = Date.now() - this.#o.docIdleTimeoutMs;
+    for (const live of [...this.#live.values()]) if (live.users === 0 && live.lastUsed < cutoff) await this.#unload(live);
+  }
+
+  #evictOverflow(): void {
+    if (this.#live.size <= this.#o.maxDocsInMemory) return;
+    const idle = [...this.#live.values()].filter((d) => d.users === 0 && !d.signing && d.localQueue.length === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const live of idle.slice(0, this.#live.size - this.#o.maxDocsInMemory)) void this.#unload(live);
+  }
+
+  async #unload(live: LiveDoc): Promise<void> {
+    await live.run(async () => {
+      if (live.users > 0 || live.localQueue.length || live.signing || live.heldCount) return;
+      await this.#snapshot(live);
+      if (this.#live.get(live.name) === live) this.#live.delete(live.name);
+      live.ydoc.destroy();
+    }).catch((err) => this.#log.error({ err, doc: live.name }, 'unloading a document failed'));
+  }
+
+  /** Snapshots every loaded document and stops the sweeper. */
+  async stop(): Promise<void> {
+    clearInterval(this.#sweeper);
+    for (const live of this.#live.values()) {
+      await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
+    }
+  }
+}
+
+function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): StoreOp[] {
+  const ops: StoreOp[] = [];
+  for (const [client, from, to] of structRanges(parsed.structs)) {
+    const entry = { from, to, feed: env.feed, seq: env.seq };
+    live.overlap.add(client, entry);
+    ops.push({ type: 'put', space: Space.overlap, key: `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${from.toString(16).padStart(14, '0')}`, value: json.encode(entry) });
+  }
+  return ops;
+}
+
+/** Runs of clocks in [from, to) of `client` whose items are not deleted in the doc. */
+function undeletedRuns(ydoc: Y.Doc, client: number, from: number, to: number): [number, number][] {
+  const runs: [number, number][] = [];
+  if (to <= from) return runs;
+  const structs = ydoc.store.clients.get(client);
+  if (!structs) return runs;
+  let i = Y.findIndexSS(structs, from);
+  for (; i < structs.length; i++) {
+    const s = structs[i]!;
+    if (s.id.clock >= to) break;
+    if (!s.deleted) {
+      const a = Math.max(from, s.id.clock);
+      const b = Math.min(to, s.id.clock + s.length);
+      const last = runs[runs.length - 1];
+      if (last && last[1] === a) last[1] = b;
+      else runs.push([a, b]);
+    }
+  }
+  return runs;
+}
+
+/** [client, from, to) ranges of the structs waiting in the doc's pending set. */
+function pendingRanges(ydoc: Y.Doc): [number, number, number][] {
+  const pending = ydoc.store.pendingStructs;
+  if (!pending) return [];
+  const meta = Y.parseUpdateMetaV2(pending.update);
+  return [...meta.from].map(([client, from]) => [client, from, meta.to.get(client) ?? from] as [number, number, number]);
+}
+
+/** Y.mergeUpdates is superlinear in the number of updates: merge in bounded groups. */
+export function mergeBounded(updates: Uint8Array[]): Uint8Array {
+  if (updates.length === 1) return updates[0]!;
+  let level = updates;
+  while (level.length > 1) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i < level.length; i += MERGE_GROUP) next.push(Y.mergeUpdates(level.slice(i, i + MERGE_GROUP)));
+    level = next;
+  }
+  return level[0]!;
+}
+
+function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
+  const v = Buffer.from(JSON.stringify(vector));
+  const out = new Uint8Array(4 + v.length + state.length);
+  new DataView(out.buffer).setUint32(0, v.length);
+  out.set(v, 4);
+  out.set(state, 4 + v.length);
+  return out;
+}
+
+function decodeSnapshot(bytes: Uint8Array): { vector: Vector; state: Uint8Array } {
+  const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  return { vector: JSON.parse(Buffer.from(bytes.subarray(4, 4 + len)).toString('utf8')) as Vector, state: bytes.subarray(4 + len) };
+}

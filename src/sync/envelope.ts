@@ -1,0 +1,96 @@
+import { createHash, sign, verify, type KeyObject } from 'node:crypto';
+import { docNameProblem } from '../config/names.js';
+import type { DocName, FeedId, NodeId } from '../types.js';
+import { ALG, Typ } from '../tokens/typ.js';
+import type { ClientRanges } from '../yjs/parse.js';
+
+/**
+ * Origin-signed envelopes (DESIGN.md §4): a compact JWS whose claims name the
+ * update (`h`, its SHA-256) and the exact struct ranges it carries; the
+ * update bytes travel beside it. Signed and verified with node:crypto on this
+ * hot path; the header is fixed, so a token is refused unless its header is
+ * byte for byte `{"alg":"EdDSA","typ":"tessera-envelope+jwt"}`.
+ */
+
+export interface EnvelopeClaims {
+  readonly iss: NodeId;
+  readonly doc: DocName;
+  readonly feed: FeedId;
+  readonly seq: number;
+  /** base64url SHA-256 of the update bytes. */
+  readonly h: string;
+  readonly clients: ClientRanges;
+  readonly iat: number;
+}
+
+export const ENVELOPE_HEADER = Buffer.from(JSON.stringify({ alg: ALG, typ: Typ.envelope })).toString('base64url');
+export const MAX_ENVELOPE_TOKEN_BYTES = 64 * 1024;
+const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
+const FEED = /^[A-Za-z0-9_-]{1,64}$/;
+const CLAIM_KEYS = 'clients,doc,feed,h,iat,iss,seq';
+
+export class EnvelopeError extends Error {
+  /** forgery: bad signature, hash, claims or bytes; it counts against the sender. */
+  readonly forgery: boolean;
+  constructor(message: string, forgery = true) {
+    super(message);
+    this.forgery = forgery;
+  }
+}
+
+export function updateHash(update: Uint8Array): string {
+  return createHash('sha256').update(update).digest('base64url');
+}
+
+export function signEnvelope(claims: EnvelopeClaims, privateKey: KeyObject): string {
+  const payload = Buffer.from(
+    JSON.stringify({ iss: claims.iss, doc: claims.doc, feed: claims.feed, seq: claims.seq, h: claims.h, clients: claims.clients, iat: claims.iat }),
+  ).toString('base64url');
+  const input = `${ENVELOPE_HEADER}.${payload}`;
+  return `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`;
+}
+
+/** Decodes and checks the shape of an envelope's claims without verifying the signature. */
+export function readEnvelopeClaims(token: string): EnvelopeClaims {
+  if (token.length > MAX_ENVELOPE_TOKEN_BYTES) throw new EnvelopeError('envelope token too large');
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[0] !== ENVELOPE_HEADER) throw new EnvelopeError('not an envelope token (header must be EdDSA, tessera-envelope+jwt)');
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw new EnvelopeError('envelope claims are not JSON');
+  }
+  if (typeof c !== 'object' || c === null || Object.keys(c).sort().join(',') !== CLAIM_KEYS) throw new EnvelopeError('envelope claims must be exactly iss, doc, feed, seq, h, clients, iat');
+  if (typeof c.iss !== 'string' || !B64U_32.test(c.iss)) throw new EnvelopeError('iss must be a node id');
+  if (typeof c.doc !== 'string' || docNameProblem(c.doc)) throw new EnvelopeError('doc must be a valid document name');
+  if (typeof c.feed !== 'string' || !FEED.test(c.feed)) throw new EnvelopeError('feed must be base64url');
+  if (!Number.isSafeInteger(c.seq) || (c.seq as number) < 1) throw new EnvelopeError('seq must be a positive integer');
+  if (typeof c.h !== 'string' || !B64U_32.test(c.h)) throw new EnvelopeError('h must be a base64url SHA-256');
+  if (!Number.isSafeInteger(c.iat)) throw new EnvelopeError('iat must be an integer');
+  if (!validRanges(c.clients)) throw new EnvelopeError('clients must be sorted, maximal [clientId, from, to) ranges');
+  return c as unknown as EnvelopeClaims;
+}
+
+function validRanges(v: unknown): v is ClientRanges {
+  if (!Array.isArray(v) || v.length > 100_000) return false;
+  let prev: number[] | undefined;
+  for (const r of v) {
+    if (!Array.isArray(r) || r.length !== 3 || !r.every((n) => Number.isSafeInteger(n) && n >= 0)) return false;
+    if (r[1] >= r[2]) return false;
+    if (prev && (r[0] < prev[0]! || (r[0] === prev[0] && r[1] <= prev[2]!))) return false;
+    prev = r;
+  }
+  return true;
+}
+
+/** Verifies the signature with the origin's key and the hash of the update bytes. */
+export function verifyEnvelope(token: string, update: Uint8Array, originKey: KeyObject): EnvelopeClaims {
+  const claims = readEnvelopeClaims(token);
+  const dot = token.lastIndexOf('.');
+  const sig = Buffer.from(token.slice(dot + 1), 'base64url');
+  if (sig.length !== 64 || sig.toString('base64url') !== token.slice(dot + 1)) throw new EnvelopeError('signature is not 64 bytes of canonical base64url');
+  if (!verify(null, Buffer.from(token.slice(0, dot)), originKey, sig)) throw new EnvelopeError('signature does not verify with the origin key');
+  if (updateHash(update) !== claims.h) throw new EnvelopeError('h does not match the update bytes');
+  return claims;
+}

@@ -1,0 +1,67 @@
+import * as Y from 'yjs';
+import type { DocName, FeedKey } from '../types.js';
+import type { Vector } from '../store/records.js';
+import { OverlapIndex } from './overlap.js';
+import type { DeleteRanges } from '../yjs/build.js';
+import type { EnvelopeClaims } from './envelope.js';
+import type { ParsedUpdate } from '../yjs/parse.js';
+
+/** An envelope verified and waiting for an earlier seq of its feed. */
+export interface HeldEnvelope {
+  readonly token: string;
+  readonly update: Uint8Array;
+  readonly claims: EnvelopeClaims;
+  readonly parsed: ParsedUpdate;
+}
+
+export interface LocalWrite {
+  readonly update: Uint8Array;
+  readonly resolve: (r: { vector: Vector; refused: RefusedPart[] }) => void;
+  readonly reject: (err: unknown) => void;
+  readonly refused: RefusedPart[];
+}
+
+/** A part of an update that was not applied, and why. */
+export interface RefusedPart {
+  readonly client: number;
+  readonly from: number;
+  readonly to: number;
+  readonly reason: 'equivocation' | 'revoked';
+  readonly origins: readonly string[];
+}
+
+/**
+ * One document in memory: its Y.Doc (gc on, as on every node), the vector of
+ * envelopes applied, and the per-document queues. Every operation on it runs
+ * through `run`, one at a time.
+ */
+export class LiveDoc {
+  readonly name: DocName;
+  readonly ydoc = new Y.Doc({ gc: true });
+  vector: Vector;
+  readonly overlap = new OverlapIndex();
+  /** Deletions from local apps of items this node does not hold yet. */
+  deferredDeletes: DeleteRanges = new Map();
+  readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
+  heldCount = 0;
+  readonly localQueue: LocalWrite[] = [];
+  signing = false;
+  lastUsed = Date.now();
+  sinceSnapshot = 0;
+  /** Open y-websocket connections, SSE streams and other users that keep it loaded. */
+  users = 0;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  constructor(name: DocName, vector: Vector) {
+    this.name = name;
+    this.vector = vector;
+  }
+
+  /** Runs `fn` after every earlier operation on this document has finished. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(fn, fn);
+    this.#chain = next.catch(() => undefined);
+    this.lastUsed = Date.now();
+    return next;
+  }
+}

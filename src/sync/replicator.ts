@@ -1,0 +1,240 @@
+import type { Logger } from 'pino';
+import type { DocName, FeedKey, NodeId } from '../types.js';
+import type { Session } from '../net/session.js';
+import type { Store } from '../store/store.js';
+import { readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
+import { Close } from '../protocol/close-codes.js';
+import type { SessionMessage } from '../protocol/messages.js';
+import type { Docs } from './docs.js';
+import type { Policy } from './policy.js';
+import { lag, vectorHash } from './vector.js';
+
+export interface ReplicatorOptions {
+  readonly session: Session;
+  readonly docs: Docs;
+  readonly store: Store;
+  readonly policy: Policy;
+  readonly log: Logger;
+  readonly counters: SyncCounters;
+  /** Forged envelopes tolerated from one session before it is closed. */
+  readonly maxForgeries?: number;
+}
+
+/** Counters the metrics endpoint reads. */
+export interface SyncCounters {
+  envelopesIn: number;
+  envelopesOut: number;
+  refused: Map<string, number>;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+type Task = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: number } | { kind: 'one'; env: StoredEnvelope };
+
+const HIGH_WATER = 1024 * 1024;
+const FRAME_TARGET = 256 * 1024;
+const FRAME_MAX_ITEMS = 512;
+const INBOUND_PAUSE = 8 * 1024 * 1024;
+
+/**
+ * The sync protocol over one session (DESIGN.md §5), driven by the sender:
+ * announce what the peer may read, answer its `want` with the envelopes it
+ * lacks in seq order per feed, then push every new envelope live. Sending
+ * respects the socket's backpressure; received messages are handled one at
+ * a time, in order.
+ */
+export class Replicator {
+  readonly #o: ReplicatorOptions;
+  readonly #peer: NodeId;
+  readonly #log: Logger;
+  /** What this node believes the peer holds, per document. */
+  readonly #peerVectors = new Map<DocName, Vector>();
+  #notWanted = new Set<string>();
+  readonly #tasks: Task[] = [];
+  #pumping = false;
+  #inbound: Promise<void> = Promise.resolve();
+  #inboundBytes = 0;
+  #forgeries = 0;
+  #stopped = false;
+
+  constructor(opts: ReplicatorOptions) {
+    this.#o = opts;
+    this.#peer = opts.session.peer;
+    this.#log = opts.log.child({ component: 'sync', peer: this.#peer });
+    opts.session.on('message', (m) => this.#enqueueInbound(m));
+    opts.session.on('drain', () => void this.#pump());
+  }
+
+  /** Announces every document the peer may read. */
+  async start(): Promise<void> {
+    const docs: [string, string][] = [];
+    for (const name of this.#o.docs.names()) {
+      if (this.#o.policy.mayRead(this.#peer, name)) docs.push([name, vectorHash(await this.#o.docs.vector(name))]);
+    }
+    this.#send({ type: 'announce', docs });
+  }
+
+  /** After a config change: forget refusals and announce again, so both sides re-want. */
+  async refresh(): Promise<void> {
+    this.#notWanted = new Set();
+    await this.start();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#tasks.length = 0;
+  }
+
+  /** Envelopes this node holds that the peer is not known to hold, over the documents it wanted. */
+  async lag(): Promise<number> {
+    let n = 0;
+    for (const [doc, theirs] of this.#peerVectors) n += lag(await this.#o.docs.vector(doc), theirs);
+    return n;
+  }
+
+  /** A new envelope is durable here: push it unless the peer has it, sent it, or may not read it. */
+  onEnvelope(env: StoredEnvelope, from: NodeId | undefined): void {
+    if (this.#stopped) return;
+    const theirs = this.#peerVectors.get(env.doc) ?? {};
+    if (from === this.#peer) {
+      if ((theirs[env.feed] ?? 0) < env.seq) this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
+      return;
+    }
+    if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.has(`${env.doc}\u0000${env.feed}`)) return;
+    if ((theirs[env.feed] ?? 0) >= env.seq) return;
+    this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
+    this.#tasks.push({ kind: 'one', env });
+    void this.#pump();
+  }
+
+  #send(m: SessionMessage): void {
+    this.#o.session.send(m);
+  }
+
+  #enqueueInbound(m: SessionMessage): void {
+    const size = m.type === 'envelopes' ? m.items.reduce((n, i) => n + i.token.length + i.update.byteLength, 0) : 0;
+    this.#inboundBytes += size;
+    this.#o.counters.bytesIn += size;
+    if (this.#inboundBytes > INBOUND_PAUSE) this.#o.session.pause();
+    this.#inbound = this.#inbound
+      .then(() => this.#handle(m))
+      .catch((err: unknown) => {
+        this.#log.error({ err }, 'sync message handling failed');
+        this.#o.session.close(Close.protocolError, 'internal error handling a sync message');
+      })
+      .finally(() => {
+        this.#inboundBytes -= size;
+        if (this.#inboundBytes <= INBOUND_PAUSE / 2) this.#o.session.resume();
+      });
+  }
+
+  async #handle(m: SessionMessage): Promise<void> {
+    if (this.#stopped) return;
+    switch (m.type) {
+      case 'announce':
+        return this.#onAnnounce(m.docs);
+      case 'want':
+        return this.#onWant(m.docs);
+      case 'envelopes':
+        return this.#onEnvelopes(m.items);
+      case 'notWanted':
+        for (const [doc, feed] of m.items) this.#notWanted.add(`${doc}\u0000${feed}`);
+        return;
+      case 'grants':
+        return;
+    }
+  }
+
+  async #onAnnounce(docs: readonly (readonly [string, string])[]): Promise<void> {
+    const want: Record<string, Vector> = {};
+    for (const [name, hash] of docs) {
+      const doc = name as DocName;
+      if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
+      const ours = await this.#o.docs.vector(doc);
+      if (vectorHash(ours) !== hash) want[doc] = ours;
+    }
+    if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
+  }
+
+  async #onWant(docs: Readonly<Record<string, Readonly<Vector>>>): Promise<void> {
+    for (const [name, theirs] of Object.entries(docs)) {
+      const doc = name as DocName;
+      if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
+      this.#peerVectors.set(doc, { ...theirs });
+      const ours = await this.#o.docs.vector(doc);
+      for (const [feed, seq] of Object.entries(ours)) {
+        const have = theirs[feed] ?? 0;
+        if (seq > have && !this.#notWanted.has(`${doc}\u0000${feed}`)) this.#tasks.push({ kind: 'range', doc, feed: feed as FeedKey, after: have, upTo: seq });
+      }
+    }
+    void this.#pump();
+  }
+
+  async #onEnvelopes(items: readonly { token: string; update: Uint8Array }[]): Promise<void> {
+    const out = await this.#o.docs.receive(this.#peer, items);
+    const c = this.#o.counters;
+    c.envelopesIn += out.accepted;
+    const notWanted: [string, string][] = [];
+    for (const r of out.refused) {
+      c.refused.set(r.reason, (c.refused.get(r.reason) ?? 0) + 1);
+      if (r.reason === 'forgery') this.#forgeries++;
+      if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') notWanted.push([r.doc, r.feed]);
+      this.#log.warn({ doc: r.doc, feed: r.feed, seq: r.seq, reason: r.reason, detail: r.detail }, 'envelope refused');
+    }
+    if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
+    if (out.rewant.size) {
+      const want: Record<string, Vector> = {};
+      for (const doc of out.rewant) want[doc] = await this.#o.docs.vector(doc);
+      this.#send({ type: 'want', docs: want });
+    }
+    if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
+  }
+
+  /** Sends queued envelopes in frames of bounded size while the socket keeps up. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#stopped && this.#tasks.length && this.#o.session.queuedBytes < HIGH_WATER && !this.#o.session.closed) {
+        const items: { token: string; update: Uint8Array }[] = [];
+        let bytes = 0;
+        while (this.#tasks.length && bytes < FRAME_TARGET && items.length < FRAME_MAX_ITEMS) {
+          const task = this.#tasks[0]!;
+          if (task.kind === 'one') {
+            this.#tasks.shift();
+            if (!this.#o.policy.mayRead(this.#peer, task.env.doc)) continue;
+            items.push(task.env);
+            bytes += task.env.token.length + task.env.update.byteLength;
+            continue;
+          }
+          if (!this.#o.policy.mayRead(this.#peer, task.doc)) {
+            this.#tasks.shift();
+            continue;
+          }
+          const room = FRAME_MAX_ITEMS - items.length;
+          let last = task.after;
+          for await (const env of readFeed(this.#o.store, task.doc, task.feed, task.after, Math.min(room, task.upTo - task.after))) {
+            items.push(env);
+            bytes += env.token.length + env.update.byteLength;
+            last = env.seq;
+            if (bytes >= FRAME_TARGET) break;
+          }
+          if (last >= task.upTo || last === task.after) this.#tasks.shift();
+          else task.after = last;
+        }
+        if (!items.length) continue;
+        this.#send({ type: 'envelopes', items });
+        this.#o.counters.envelopesOut += items.length;
+        this.#o.counters.bytesOut += bytes;
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'sending envelopes failed');
+    } finally {
+      this.#pumping = false;
+    }
+  }
+}
+
+function dedupe(items: [string, string][]): [string, string][] {
+  return [...new Map(items.map((i) => [i.join('\u0000'), i])).values()];
+}

@@ -1,0 +1,193 @@
+import * as decoding from 'lib0/decoding';
+
+/**
+ * A complete, bounded walk over a Yjs V1 update: every struct with its byte
+ * span and clock range, and the delete set. Unlike `Y.decodeUpdate` it
+ * refuses trailing bytes (V2 bytes, say, which decode as an empty V1 update)
+ * and anything truncated, and it never touches a live document.
+ */
+
+export const StructKind = { gc: 0, deleted: 1, json: 2, binary: 3, string: 4, embed: 5, format: 6, type: 7, any: 8, doc: 9, skip: 10 } as const;
+
+export interface ParsedStruct {
+  readonly client: number;
+  readonly clock: number;
+  readonly length: number;
+  /** Content kind: info & 0x1f (0 = GC, 10 = Skip). */
+  readonly kind: number;
+  /** Byte span of the whole struct (info byte to end of content) in the update. */
+  readonly start: number;
+  readonly end: number;
+  readonly origin: readonly [number, number] | null;
+  readonly rightOrigin: readonly [number, number] | null;
+  /** Root type name, or the parent item id, when the struct states its parent. */
+  readonly parent: string | readonly [number, number] | null;
+  readonly parentSub: string | null;
+  /** Decoded content for comparing units: strings, JSON values; byte spans for the rest. */
+  readonly content: string | readonly unknown[] | null;
+  readonly contentStart: number;
+}
+
+export interface ParsedUpdate {
+  readonly structs: readonly ParsedStruct[];
+  /** client → [clock, len] ranges, as in the update. */
+  readonly deletes: ReadonlyMap<number, readonly (readonly [number, number])[]>;
+  /** Byte offset where the delete set starts. */
+  readonly dsStart: number;
+}
+
+export class UpdateDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpdateDecodeError';
+  }
+}
+
+const MAX_CLIENT = 2 ** 53;
+
+/** Parses a V1 update completely; throws UpdateDecodeError on anything malformed or left over. */
+export function parseUpdate(update: Uint8Array): ParsedUpdate {
+  const d = decoding.createDecoder(update);
+  try {
+    const structs: ParsedStruct[] = [];
+    const numClients = readCount(d, update);
+    const seenClients = new Set<number>();
+    for (let i = 0; i < numClients; i++) {
+      const numStructs = readCount(d, update);
+      const client = decoding.readVarUint(d);
+      let clock = decoding.readVarUint(d);
+      if (client >= MAX_CLIENT || seenClients.has(client)) throw new UpdateDecodeError('client listed twice or out of range');
+      seenClients.add(client);
+      for (let j = 0; j < numStructs; j++) {
+        const s = readStruct(d, client, clock);
+        structs.push(s);
+        clock += s.length;
+        if (clock > Number.MAX_SAFE_INTEGER) throw new UpdateDecodeError('clock out of range');
+      }
+    }
+    const dsStart = d.pos;
+    const deletes = new Map<number, [number, number][]>();
+    const numDsClients = readCount(d, update);
+    for (let i = 0; i < numDsClients; i++) {
+      const client = decoding.readVarUint(d);
+      const n = readCount(d, update);
+      const ranges: [number, number][] = deletes.get(client) ?? [];
+      for (let j = 0; j < n; j++) {
+        const clock = decoding.readVarUint(d);
+        const len = decoding.readVarUint(d);
+        if (len === 0) throw new UpdateDecodeError('empty delete range');
+        ranges.push([clock, len]);
+      }
+      deletes.set(client, ranges);
+    }
+    if (d.pos !== update.byteLength) throw new UpdateDecodeError(`${update.byteLength - d.pos} bytes left over after the update`);
+    return { structs, deletes, dsStart };
+  } catch (err) {
+    if (err instanceof UpdateDecodeError) throw err;
+    throw new UpdateDecodeError(`not a valid Yjs V1 update (${(err as Error).message})`);
+  }
+}
+
+/** A count can never exceed the bytes left (each entry takes at least one). */
+function readCount(d: decoding.Decoder, update: Uint8Array): number {
+  const n = decoding.readVarUint(d);
+  if (n > update.byteLength - d.pos) throw new UpdateDecodeError('count exceeds the update size');
+  return n;
+}
+
+function readId(d: decoding.Decoder): [number, number] {
+  return [decoding.readVarUint(d), decoding.readVarUint(d)];
+}
+
+function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedStruct {
+  const start = d.pos;
+  const info = decoding.readUint8(d);
+  const kind = info & 0x1f;
+  const base = { client, clock, kind, start, origin: null, rightOrigin: null, parent: null, parentSub: null, content: null };
+  if (kind === StructKind.gc || kind === StructKind.skip) {
+    const length = decoding.readVarUint(d);
+    if (length === 0) throw new UpdateDecodeError('empty struct');
+    return { ...base, length, end: d.pos, contentStart: d.pos };
+  }
+  const origin = info & 0x80 ? readId(d) : null;
+  const rightOrigin = info & 0x40 ? readId(d) : null;
+  let parent: string | [number, number] | null = null;
+  let parentSub: string | null = null;
+  if ((info & 0xc0) === 0) {
+    const hasKey = decoding.readVarUint(d) === 1;
+    parent = hasKey ? decoding.readVarString(d) : readId(d);
+    if (info & 0x20) parentSub = decoding.readVarString(d);
+  }
+  const contentStart = d.pos;
+  const { length, content } = readContent(d, kind);
+  if (length === 0) throw new UpdateDecodeError('empty struct');
+  return { ...base, origin, rightOrigin, parent, parentSub, length, content, end: d.pos, contentStart };
+}
+
+function readContent(d: decoding.Decoder, kind: number): { length: number; content: string | unknown[] | null } {
+  switch (kind) {
+    case StructKind.deleted:
+      return { length: decoding.readVarUint(d), content: null };
+    case StructKind.json: {
+      const n = decoding.readVarUint(d);
+      const items: unknown[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = decoding.readVarString(d);
+        items.push(s === 'undefined' ? undefined : JSON.parse(s));
+      }
+      return { length: n, content: items };
+    }
+    case StructKind.binary:
+      decoding.readVarUint8Array(d);
+      return { length: 1, content: null };
+    case StructKind.string: {
+      const s = decoding.readVarString(d);
+      return { length: s.length, content: s };
+    }
+    case StructKind.embed:
+      JSON.parse(decoding.readVarString(d));
+      return { length: 1, content: null };
+    case StructKind.format:
+      decoding.readVarString(d);
+      JSON.parse(decoding.readVarString(d));
+      return { length: 1, content: null };
+    case StructKind.type: {
+      const ref = decoding.readVarUint(d);
+      if (ref > 6) throw new UpdateDecodeError(`unknown type ref ${ref}`);
+      if (ref === 3 || ref === 5) decoding.readVarString(d);
+      return { length: 1, content: null };
+    }
+    case StructKind.any: {
+      const n = decoding.readVarUint(d);
+      const items: unknown[] = [];
+      for (let i = 0; i < n; i++) items.push(decoding.readAny(d));
+      return { length: n, content: items };
+    }
+    case StructKind.doc:
+      decoding.readVarString(d);
+      decoding.readAny(d);
+      return { length: 1, content: null };
+    default:
+      throw new UpdateDecodeError(`unknown struct kind ${kind}`);
+  }
+}
+
+/** `[clientId, from, to)` ranges of the structs an update carries (Skips excluded), maximal and sorted. */
+export type ClientRanges = [number, number, number][];
+
+export function structRanges(structs: readonly ParsedStruct[]): ClientRanges {
+  const spans = structs.filter((s) => s.kind !== StructKind.skip).map((s) => [s.client, s.clock, s.clock + s.length] as [number, number, number]);
+  return normalizeRanges(spans);
+}
+
+/** Sorts by client then clock and merges touching or overlapping ranges. */
+export function normalizeRanges(spans: [number, number, number][]): ClientRanges {
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const out: ClientRanges = [];
+  for (const s of spans) {
+    const last = out[out.length - 1];
+    if (last && last[0] === s[0] && s[1] <= last[2]) last[2] = Math.max(last[2], s[2]);
+    else out.push([s[0], s[1], s[2]]);
+  }
+  return out;
+}
