@@ -7,6 +7,7 @@ import { ConfigError, TesseraError, UsageError, exitCodeFor } from './errors.js'
 import { idCommand, initCommand, tokenCommand } from './commands/node.js';
 import { statusCommand } from './commands/status.js';
 import { peersAddCommand, peersRemoveCommand } from './commands/peers.js';
+import { docGetCommand, docListCommand, verifyCommand } from './commands/docs.js';
 
 const HELP = `tessera: peer-to-peer replication of Yjs documents, signed and encrypted
 
@@ -17,6 +18,9 @@ Usage: tessera <command> [options]
   start  [--data DIR]                                           run the daemon
   token  [--data DIR] --scope SCOPE... [--ttl DURATION]         print a local API token
   status [--data DIR] [--json]                                  status of the running node
+  doc list [--data DIR]                                         documents of the running node
+  doc get NAME [--data DIR]                                     a document as JSON
+  verify [--data DIR] [--json]                                  re-check every stored envelope (exit 1 if anything is wrong)
   peers add --entry FILE [--name N] [--url U] [--read GLOB...] [--write GLOB...]
   peers remove NAME|ID
 
@@ -69,6 +73,25 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'peers':
       return peers(rest, out);
+    case 'doc': {
+      const [sub, ...more] = rest;
+      const { values, positionals } = flags(more, data, 1);
+      if (sub === 'list') {
+        out(await docListCommand(resolveDataDir(values.data)));
+        return 0;
+      }
+      if (sub === 'get' && positionals[0]) {
+        out(await docGetCommand(resolveDataDir(values.data), positionals[0]));
+        return 0;
+      }
+      throw new UsageError('expected "doc list" or "doc get NAME"');
+    }
+    case 'verify': {
+      const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
+      const { text, ok } = await verifyCommand(resolveDataDir(values.data), values.json ?? false);
+      out(text);
+      return ok ? 0 : 1;
+    }
     case 'start': {
       const { values } = flags(rest, data);
       return start(resolveDataDir(values.data));

@@ -35,6 +35,37 @@ export class TesseraClient {
     this.#token = opts.token;
   }
 
+  /** `GET /v1/docs`: the documents this token may read, with their vectors. */
+  async list(): Promise<{ name: string; vector: Record<string, number> }[]> {
+    return (await this.#json<{ docs: { name: string; vector: Record<string, number> }[] }>('GET', '/v1/docs')).docs;
+  }
+
+  /** `GET /v1/docs/{name}`: the document as JSON. */
+  get(name: string): Promise<Record<string, unknown>> {
+    return this.#json('GET', `/v1/docs/${encodeURIComponent(name)}`);
+  }
+
+  /** `GET /v1/docs/{name}/state`: the Yjs state (or what `stateVector` lacks) as one V1 update. */
+  async state(name: string, stateVector?: Uint8Array): Promise<Uint8Array> {
+    const q = stateVector ? `?sv=${Buffer.from(stateVector).toString('base64url')}` : '';
+    return new Uint8Array(await (await this.request('GET', `/v1/docs/${encodeURIComponent(name)}/state${q}`)).arrayBuffer());
+  }
+
+  /** `POST /v1/docs/{name}/updates`: resolves with the vector once the write is durable. */
+  async write(name: string, update: Uint8Array): Promise<Record<string, number>> {
+    return (await this.#json<{ vector: Record<string, number> }>('POST', `/v1/docs/${encodeURIComponent(name)}/updates`, update)).vector;
+  }
+
+  /** `GET /v1/docs/{name}/authors`: who wrote what. */
+  async authors(name: string): Promise<{ origin: string; name: string | null; envelopes: number; clients: [number, number, number][] }[]> {
+    return (await this.#json<{ authors: never[] }>('GET', `/v1/docs/${encodeURIComponent(name)}/authors`)).authors;
+  }
+
+  /** `GET /v1/verify`: the running node re-checks every stored envelope. */
+  verify(): Promise<{ ok: boolean; docs: number; envelopes: number; problems: { doc: string; feed: string; seq: number | null; problem: string }[] }> {
+    return this.#json('GET', '/v1/verify');
+  }
+
   /** `GET /v1/status`. */
   status(): Promise<StatusBody> {
     return this.#json<StatusBody>('GET', '/v1/status');

@@ -98,6 +98,8 @@ export interface NodeConfig {
   readonly snapshotEvery: number;
 }
 
+const MAX_TIMER_MS = 24 * 86_400_000;
+
 /** Validates parsed JSON of tessera.json; throws ConfigError naming file and path. */
 export function parseNodeConfig(file: string, dataDir: string, json: unknown): NodeConfig {
   const parsed = FileSchema.safeParse(json);
@@ -136,6 +138,10 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     docIdleTimeout: ms(c.docIdleTimeout, DEFAULTS.docIdleTimeout),
     snapshotEvery: c.snapshotEvery ?? DEFAULTS.snapshotEvery,
   };
+  // Timers cannot wait longer than 2^31-1 ms (about 24.8 days).
+  for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout'] as const) {
+    if (config[key] > MAX_TIMER_MS) throw new ConfigError(file, `$.${key}`, 'must be at most "24d"');
+  }
   if (config.maxFrameBytes < config.maxUpdateBytes + 64 * 1024) {
     throw new ConfigError(file, '$.maxFrameBytes', 'must exceed maxUpdateBytes by at least 65536 (an envelope carries its token beside the update)');
   }

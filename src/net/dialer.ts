@@ -54,6 +54,14 @@ export class Dialer {
     this.#schedule(delayMs, true);
   }
 
+  /** The kept session is not ours to re-authenticate (the peer dialled it). */
+  cancelReauth(): void {
+    if (this.#timer && this.#timerForReauth) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);

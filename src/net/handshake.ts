@@ -43,6 +43,8 @@ export type Admission =
   | { readonly kind: 'grant' }
   | { readonly kind: 'refuse'; readonly refusal: PeerRefusal };
 
+const MAX_EARLY_FRAMES = 4;
+
 /**
  * Reads the handshake's text frames one at a time, with a deadline and a cap
  * on the bytes received before authentication. Binary frames are refused.
@@ -68,12 +70,15 @@ class PreAuth {
     this.#timer = setTimeout(() => this.#fail(new PeerRefusal(Close.handshakeTimeout, `no complete handshake within ${s.handshakeTimeoutMs}ms`)), s.handshakeTimeoutMs);
     this.#onMessage = (data, isBinary) => {
       const buf = data as Buffer;
-      this.#bytes += buf.byteLength;
-      if (this.#bytes > s.maxPreAuthBytes) return this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
       if (this.#received >= this.#expected) {
+        // The peer's first session frame (grants), sent right after its last
+        // handshake message; bounded by maxFrameBytes and a frame count.
+        if (this.#early.length >= MAX_EARLY_FRAMES) return this.#fail(new PeerRefusal(Close.protocolError, 'too many frames before the session started'));
         this.#early.push(buf);
         return;
       }
+      this.#bytes += buf.byteLength;
+      if (this.#bytes > s.maxPreAuthBytes) return this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
       this.#received++;
       if (isBinary) return this.#fail(new PeerRefusal(Close.handshakeInvalid, 'binary frame during the handshake'));
       if (this.#waiter) {
@@ -91,7 +96,7 @@ class PreAuth {
     // frame that never completes cannot buffer past the cap.
     const socket = (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket;
     socket?.on('data', (chunk: Buffer) => {
-      if (this.#done) return;
+      if (this.#done || this.#received >= this.#expected) return;
       this.#raw += chunk.byteLength;
       if (this.#raw > s.maxPreAuthBytes + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
     });

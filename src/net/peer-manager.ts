@@ -246,9 +246,12 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     this.#setState(peer, 'connected');
     this.#log.info({ peer, role: session.role, remote: session.remote, expiresAt: new Date(session.expiresAt).toISOString() }, 'session established');
     session.on('close', (code, reason) => this.#onSessionClosed(session, code, reason));
+    const dialer = this.#runtime.get(peer)?.dialer;
     if (session.role === 'dialler') {
       const ttl = session.expiresAt - Date.now();
-      this.#runtime.get(peer)?.dialer?.reauthAt(Math.max(0, ttl - Math.min(ttl * 0.25, 300_000)));
+      dialer?.reauthAt(Math.max(0, ttl - Math.min(ttl * 0.25, 300_000)));
+    } else {
+      dialer?.cancelReauth();
     }
     this.emit('session', session);
   }

@@ -142,7 +142,8 @@ async function verifyHandshakeToken(
 
 /** Maps a jose failure to a refusal; clock failures name the skew. */
 function refusalFor(err: unknown, token: string, now: number): PeerRefusal {
-  if (err instanceof joseErrors.JWTExpired || (err instanceof joseErrors.JWTClaimValidationFailed && (err.claim === 'iat' || err.claim === 'nbf'))) {
+  const timing = err instanceof joseErrors.JWTExpired || (err instanceof joseErrors.JWTClaimValidationFailed && (err.claim === 'iat' || err.claim === 'nbf') && err.reason === 'check_failed');
+  if (timing) {
     const iat = Number(err.payload.iat);
     const skew = Number.isFinite(iat) ? Math.round(iat - now / 1000) : NaN;
     const detail = Number.isNaN(skew) ? err.message : skew > 0 ? `peer clock ahead by ${skew}s` : `token too old or peer clock behind by ${-skew}s`;
