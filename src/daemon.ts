@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from './api/server.js';
 import { apiAuthenticator } from './api/auth.js';
-import { statusRoute, type StatusBody } from './api/routes/status.js';
+import type { StatusBody } from './api/routes/status.js';
 import { loadNodeConfig, type NodeConfig } from './config/node-config.js';
 import { loadPeers } from './config/peers.js';
 import { loadGrantsFile } from './config/grants-file.js';
@@ -18,9 +18,11 @@ import { Policy } from './sync/policy.js';
 import { Docs } from './sync/docs.js';
 import { SyncService } from './sync/service.js';
 import { verifyStore, type VerifyReport } from './sync/verify.js';
-import { docRoutes } from './api/routes/docs.js';
-import { sendJson, HttpError } from './api/http.js';
-import type { Route } from './api/server.js';
+import { apiRoutes } from './api/routes/index.js';
+import { refuseUpgrade } from './api/server.js';
+import { YjsEndpoint } from './api/yjs-ws.js';
+import type { ApiGrant } from './tokens/api-token.js';
+import type { Alarm } from './api/routes/status.js';
 import { formatHostPort } from './util/address.js';
 import { writeFileAtomic } from './util/files.js';
 
@@ -54,9 +56,10 @@ export class Daemon {
   readonly #docs: Docs;
   readonly #sync: SyncService;
   readonly #policy: Policy;
+  readonly #yjs: YjsEndpoint;
   #stopping: Promise<void> | undefined;
 
-  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer; docs: Docs; sync: SyncService; policy: Policy }) {
+  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer; docs: Docs; sync: SyncService; policy: Policy; yjs: YjsEndpoint }) {
     this.#log = parts.log;
     this.#dataDir = parts.dataDir;
     this.#identity = parts.identity;
@@ -68,6 +71,7 @@ export class Daemon {
     this.#docs = parts.docs;
     this.#sync = parts.sync;
     this.#policy = parts.policy;
+    this.#yjs = parts.yjs;
   }
 
   /** Initialises the data directory if needed, then starts every part in order. */
@@ -115,27 +119,38 @@ export class Daemon {
       await peers.start();
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
-      const routes: Route[] = [
-        statusRoute(() => daemon!.status()),
-        ...docRoutes({ docs, store, maxUpdateBytes: config.maxUpdateBytes, nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)) }),
-        {
-          method: 'GET',
-          path: '/v1/verify',
-          handler: async ({ res, grant }) => {
-            if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'verify needs a read:** token');
-            sendJson(res, 200, await daemon!.verify());
-          },
+      const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
+      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, now });
+      cleanup.unshift(async () => yjs.stop());
+      const routes = apiRoutes({
+        docs,
+        store,
+        maxUpdateBytes: config.maxUpdateBytes,
+        nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)),
+        status: (grant) => daemon!.status(grant),
+        verify: () => daemon!.verify(),
+        now,
+        metrics: {
+          sessionsByState: () => countBy(peers.status().map((p) => p.state)),
+          handshakes: () => peers.handshakes,
+          envelopes: () => ({ in: sync.counters.envelopesIn, out: sync.counters.envelopesOut, refused: sync.counters.refused, bytesIn: sync.counters.bytesIn, bytesOut: sync.counters.bytesOut }),
+          lagByPeer: () => sync.lagByPeer(),
+          docs: () => ({ stored: docs.count, loaded: docs.loadedCount }),
+          alarms: () => daemon!.alarms.length,
         },
-      ];
+      });
       const api = new ApiServer({
         address: config.api,
         log,
-        authenticate: apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now }),
+        authenticate,
         routes,
+        upgrade: (req, socket, head, url) => (yjs.handles(url) ? yjs.upgrade(req, socket, head, url) : refuseUpgrade(socket, 404, 'Not Found')),
       });
       await api.start();
       cleanup.unshift(() => api.stop());
-      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy });
+      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy, yjs });
+      const d = daemon;
+      docs.on('alarm', (alarm) => d.#raise(alarm));
       watcher.on('peers', (next, diff) => {
         peers.applyPeers(next, diff);
         sync.refresh();
@@ -186,7 +201,19 @@ export class Daemon {
     return this.#watcher.reload();
   }
 
-  async status(): Promise<StatusBody> {
+  /** Alarms raised since start (equivocation, conflicting envelopes), newest last, bounded. */
+  readonly alarms: Alarm[] = [];
+
+  #raise(alarm: Alarm): void {
+    const key = JSON.stringify(alarm);
+    if (this.alarms.some((a) => JSON.stringify(a) === key)) return;
+    this.alarms.push(alarm);
+    if (this.alarms.length > 1000) this.alarms.shift();
+    this.#log.error({ doc: alarm.doc, kind: alarm.kind, origins: alarm.origins, peer: alarm.peer }, `alarm: ${alarm.kind}`);
+  }
+
+  /** `/v1/status`; alarms only for documents the token may read. */
+  async status(grant?: ApiGrant): Promise<StatusBody> {
     return {
       id: this.#identity.id,
       name: this.#config.name,
@@ -194,7 +221,7 @@ export class Daemon {
       docs: this.#docs.count,
       pending: 0,
       grant: null,
-      alarms: [],
+      alarms: this.alarms.filter((a) => !grant || grant.covers('read', a.doc)),
     };
   }
 
@@ -207,6 +234,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#watcher.stop();
+      this.#yjs.stop();
       await this.#api.stop();
       this.#sync.stop();
       await this.#peers.stop();
@@ -217,4 +245,10 @@ export class Daemon {
     })();
     return this.#stopping;
   }
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }

@@ -58,6 +58,8 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   readonly #sessions = new Map<NodeId, Session>();
   readonly #pending = new Set<WebSocket | Session>();
   #unauthenticated = 0;
+  /** Handshakes by result: "ok" or the refusal's name. */
+  readonly handshakes = new Map<string, number>();
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
   #bound: HostPort | undefined;
@@ -284,6 +286,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     socket.on('error', () => socket.destroy());
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const refuse = (kind: CloseKind, detail: string) => {
+      this.#count(kind.name);
       wss.handleUpgrade(req, socket, head, (ws) => {
         ws.close(kind.code, closeReason(kind, detail));
         setTimeout(() => ws.terminate(), 1000).unref();
@@ -307,15 +310,21 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     let claimed: string | undefined;
     acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), this.#opts.grants, (id) => (claimed = id))
       .then(({ session }) => {
+        this.#count('ok');
         this.#release(ws);
         return this.#whenReady(session);
       })
       .catch((err: unknown) => {
         this.#release(ws);
+        this.#count(err instanceof PeerRefusal ? err.kind.name : err instanceof RemoteClosed ? 'peer_closed' : 'error');
         if (err instanceof PeerRefusal) this.#log.warn({ code: err.kind.code, reason: err.message, claimedId: claimed, remote }, 'peer refused');
         else if (err instanceof RemoteClosed) this.#log.info({ code: err.code, reason: err.reason, claimedId: claimed, remote }, 'peer left during the handshake');
         else this.#log.error({ err, claimedId: claimed, remote }, 'handshake failed');
       });
+  }
+
+  #count(result: string): void {
+    this.handshakes.set(result, (this.handshakes.get(result) ?? 0) + 1);
   }
 
   #release(ws: WebSocket): void {

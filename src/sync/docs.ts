@@ -170,6 +170,28 @@ export class Docs extends EventEmitter<DocsEvents> {
     });
   }
 
+  /**
+   * Whether an update carries anything new to this node (a struct it lacks,
+   * or a deletion of an item it holds undeleted): what a read-only app may
+   * not send. Nothing is changed.
+   */
+  async hasNew(doc: DocName, update: Uint8Array): Promise<boolean> {
+    const parsed = parseUpdate(update);
+    const live = await this.open(doc);
+    return live.run(async () => {
+      const ydoc = live.ydoc;
+      const pending = pendingRanges(ydoc);
+      const diff = parseUpdate(Y.diffUpdate(update, Y.encodeStateVector(ydoc)));
+      const isPending = (s: ParsedStruct) => pending.some(([c, from, to]) => c === s.client && s.clock >= from && s.clock + s.length <= to);
+      if (diff.structs.some((s) => s.kind !== 10 && !isPending(s))) return true;
+      for (const [client, ranges] of parsed.deletes) {
+        const state = Y.getState(ydoc.store, client);
+        for (const [clock, len] of ranges) if (undeletedRuns(ydoc, client, clock, Math.min(clock + len, state)).length) return true;
+      }
+      return false;
+    });
+  }
+
   async #pumpLocal(live: LiveDoc): Promise<void> {
     live.signing = true;
     try {

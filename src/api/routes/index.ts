@@ -1,0 +1,33 @@
+import type { Route } from '../server.js';
+import { statusRoute, type StatusBody } from './status.js';
+import { docRoutes, type DocRoutesDeps } from './docs.js';
+import { eventsRoute } from './events.js';
+import { metricsRoute, type MetricsSource } from './metrics.js';
+import { HttpError, sendJson } from '../http.js';
+import type { ApiGrant } from '../../tokens/api-token.js';
+import type { VerifyReport } from '../../sync/verify.js';
+
+export interface RouteDeps extends DocRoutesDeps {
+  readonly status: (grant: ApiGrant) => Promise<StatusBody>;
+  readonly verify: () => Promise<VerifyReport>;
+  readonly metrics: MetricsSource;
+  readonly now: () => number;
+}
+
+/** Every HTTP route of the local API (DESIGN.md §7). */
+export function apiRoutes(deps: RouteDeps): Route[] {
+  return [
+    statusRoute(deps.status),
+    ...docRoutes(deps),
+    eventsRoute(deps.docs, deps.now),
+    metricsRoute(deps.metrics),
+    {
+      method: 'GET',
+      path: '/v1/verify',
+      handler: async ({ res, grant }) => {
+        if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'verify needs a read:** token');
+        sendJson(res, 200, await deps.verify());
+      },
+    },
+  ];
+}

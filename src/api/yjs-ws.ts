@@ -1,0 +1,285 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import * as encoding from 'lib0/encoding';
+import * as decoding from 'lib0/decoding';
+import * as Y from 'yjs';
+import * as awarenessProtocol from 'y-protocols/awareness';
+import type { Docs } from '../sync/docs.js';
+import type { LiveDoc } from '../sync/live-doc.js';
+import type { ApiGrant } from '../tokens/api-token.js';
+import type { DocName } from '../types.js';
+import { StoreError } from '../errors.js';
+import { UpdateDecodeError } from '../yjs/parse.js';
+import { HttpError } from './http.js';
+import { parseDocName, refuseUpgrade } from './server.js';
+
+const MESSAGE_SYNC = 0;
+const MESSAGE_AWARENESS = 1;
+const MESSAGE_QUERY_AWARENESS = 3;
+const SYNC_STEP1 = 0;
+const SYNC_STEP2 = 1;
+const SYNC_UPDATE = 2;
+
+/** Close codes of the y-websocket route (DESIGN.md §7): y-websocket stops retrying on 4400–4499. */
+export const WsClose = {
+  badRequest: 4400,
+  unauthorized: 4401,
+  forbidden: 4403,
+  refused: 4409,
+  tooLarge: 4413,
+  reload: 4410,
+  storage: 4503,
+} as const;
+
+export interface YjsEndpointOptions {
+  readonly docs: Docs;
+  readonly log: Logger;
+  readonly authenticate: (token: string | undefined) => Promise<ApiGrant>;
+  readonly allowedOrigins: readonly string[];
+  readonly maxUpdateBytes: number;
+  readonly now: () => number;
+}
+
+/** One document's connected apps on this node, and their awareness. */
+interface Room {
+  readonly live: LiveDoc;
+  readonly conns: Set<WebSocket>;
+  readonly awareness: awarenessProtocol.Awareness;
+  readonly controlled: Map<WebSocket, Set<number>>;
+  readonly onUpdate: (update: Uint8Array) => void;
+}
+
+/**
+ * The y-websocket protocol on `/v1/yjs/{name}`: any Yjs app's
+ * WebsocketProvider reads and writes through it. Writes go through the same
+ * path as `POST /updates` (signed as envelopes of what is new). Refusals other
+ * than Origin accept the upgrade and then close with 44xx, since y-websocket
+ * retries HTTP refusals forever and stops on 4400–4499.
+ */
+export class YjsEndpoint {
+  readonly #o: YjsEndpointOptions;
+  readonly #log: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #rooms = new Map<DocName, Promise<Room>>();
+
+  constructor(opts: YjsEndpointOptions) {
+    this.#o = opts;
+    this.#log = opts.log.child({ component: 'yjs-ws' });
+    this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 2 * opts.maxUpdateBytes + 64 * 1024 });
+  }
+
+  /** Handles an upgrade on `/v1/yjs/...`; anything else is not ours. */
+  handles(url: URL): boolean {
+    return url.pathname.startsWith('/v1/yjs/');
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.#o.allowedOrigins.includes(origin) && !this.#o.allowedOrigins.includes('*')) {
+      return refuseUpgrade(socket, 403, 'Forbidden');
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => undefined);
+      void this.#accept(ws, req, url).catch((err: unknown) => {
+        const [code, reason] = closeFor(err);
+        if (code === 1011) this.#log.error({ err }, 'y-websocket connection failed');
+        ws.close(code, reason);
+      });
+    });
+  }
+
+  async #accept(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
+    // Messages are queued from the first moment: the app sends its sync step 1
+    // while this side is still checking the token and loading the document.
+    let ready!: (r: { room: Room; grant: ApiGrant; doc: DocName }) => void;
+    let chain: Promise<unknown> = new Promise((resolve) => (ready = resolve));
+    let closed = false;
+    ws.on('message', (data: Buffer) => {
+      chain = chain
+        .then(async (ctx) => {
+          const c = ctx as { room: Room; grant: ApiGrant; doc: DocName };
+          if (!closed) await this.#onMessage(c.room, ws, c.grant, c.doc, new Uint8Array(data));
+          return ctx;
+        })
+        .catch((err: unknown) => {
+          const [code, reason] = closeFor(err);
+          if (code === 1011) this.#log.error({ err }, 'y-websocket message failed');
+          ws.close(code, reason);
+          closed = true;
+        });
+    });
+    const header = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const grant = await this.#o.authenticate(header ?? url.searchParams.get('token') ?? undefined);
+    const doc = parseDocName(url.pathname.slice('/v1/yjs/'.length));
+    if (!grant.covers('read', doc)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
+    if (ws.readyState !== ws.OPEN) return;
+    const room = await this.#join(doc, ws);
+    const expiry = setTimeout(() => ws.close(WsClose.unauthorized, 'token expired'), Math.max(0, grant.expiresAt - this.#o.now()));
+    ws.on('close', () => {
+      closed = true;
+      clearTimeout(expiry);
+      this.#leave(doc, room, ws);
+    });
+    if (ws.readyState !== ws.OPEN) {
+      closed = true;
+      clearTimeout(expiry);
+      this.#leave(doc, room, ws);
+      return;
+    }
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, MESSAGE_SYNC);
+    encoding.writeVarUint(e, SYNC_STEP1);
+    encoding.writeVarUint8Array(e, Y.encodeStateVector(room.live.ydoc));
+    ws.send(encoding.toUint8Array(e));
+    const states = room.awareness.getStates();
+    if (states.size) ws.send(awarenessMessage(room.awareness, [...states.keys()]));
+    ready({ room, grant, doc });
+  }
+
+  async #onMessage(room: Room, ws: WebSocket, grant: ApiGrant, doc: DocName, data: Uint8Array): Promise<void> {
+    const d = decoding.createDecoder(data);
+    let type: number;
+    try {
+      type = decoding.readVarUint(d);
+    } catch {
+      throw new HttpError(400, 'bad_message', 'not a y-websocket message');
+    }
+    if (type === MESSAGE_SYNC) return this.#onSync(room, ws, grant, doc, d);
+    if (type === MESSAGE_AWARENESS) {
+      let update: Uint8Array;
+      try {
+        update = decoding.readVarUint8Array(d);
+        awarenessProtocol.applyAwarenessUpdate(room.awareness, update, ws);
+      } catch {
+        throw new HttpError(400, 'bad_message', 'malformed awareness update');
+      }
+      return;
+    }
+    if (type === MESSAGE_QUERY_AWARENESS) {
+      ws.send(awarenessMessage(room.awareness, [...room.awareness.getStates().keys()]));
+      return;
+    }
+    throw new HttpError(400, 'bad_message', `unknown y-websocket message type ${type}`);
+  }
+
+  async #onSync(room: Room, ws: WebSocket, grant: ApiGrant, doc: DocName, d: decoding.Decoder): Promise<void> {
+    let sub: number;
+    let payload: Uint8Array;
+    try {
+      sub = decoding.readVarUint(d);
+      payload = decoding.readVarUint8Array(d);
+    } catch {
+      throw new HttpError(400, 'bad_message', 'malformed sync message');
+    }
+    if (sub === SYNC_STEP1) {
+      let diff: Uint8Array;
+      try {
+        diff = Y.encodeStateAsUpdate(room.live.ydoc, payload);
+      } catch {
+        throw new HttpError(400, 'bad_message', 'malformed state vector');
+      }
+      const e = encoding.createEncoder();
+      encoding.writeVarUint(e, MESSAGE_SYNC);
+      encoding.writeVarUint(e, SYNC_STEP2);
+      encoding.writeVarUint8Array(e, diff);
+      ws.send(encoding.toUint8Array(e));
+      return;
+    }
+    if (sub !== SYNC_STEP2 && sub !== SYNC_UPDATE) throw new HttpError(400, 'bad_message', `unknown sync message ${sub}`);
+    if (payload.byteLength > this.#o.maxUpdateBytes) throw new HttpError(413, 'too_large', `update exceeds ${this.#o.maxUpdateBytes} bytes`);
+    if (!grant.covers('write', doc)) {
+      if (await this.#o.docs.hasNew(doc, payload)) throw new HttpError(403, 'read_only', 'this token is read-only: the write was not applied');
+      return;
+    }
+    const { refused } = await this.#o.docs.write(doc, payload);
+    if (refused.length) throw new HttpError(409, 'refused', `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
+  }
+
+  async #join(doc: DocName, ws: WebSocket): Promise<Room> {
+    let pending = this.#rooms.get(doc);
+    if (!pending) {
+      pending = this.#openRoom(doc);
+      this.#rooms.set(doc, pending);
+      pending.catch(() => this.#rooms.delete(doc));
+    }
+    const room = await pending;
+    room.conns.add(ws);
+    room.controlled.set(ws, new Set());
+    return room;
+  }
+
+  async #openRoom(doc: DocName): Promise<Room> {
+    const live = await this.#o.docs.open(doc);
+    live.users++;
+    const awareness = new awarenessProtocol.Awareness(live.ydoc);
+    awareness.setLocalState(null);
+    const conns = new Set<WebSocket>();
+    const controlled = new Map<WebSocket, Set<number>>();
+    const onUpdate = (update: Uint8Array) => {
+      const e = encoding.createEncoder();
+      encoding.writeVarUint(e, MESSAGE_SYNC);
+      encoding.writeVarUint(e, SYNC_UPDATE);
+      encoding.writeVarUint8Array(e, update);
+      const msg = encoding.toUint8Array(e);
+      for (const c of conns) c.send(msg);
+    };
+    live.ydoc.on('update', onUpdate);
+    awareness.on('update', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }, origin: unknown) => {
+      const changed = [...added, ...updated, ...removed];
+      const owner = controlled.get(origin as WebSocket);
+      if (owner) {
+        for (const id of added) owner.add(id);
+        for (const id of removed) owner.delete(id);
+      }
+      const msg = awarenessMessage(awareness, changed);
+      for (const c of conns) c.send(msg);
+    });
+    return { live, conns, awareness, controlled, onUpdate };
+  }
+
+  #leave(doc: DocName, room: Room, ws: WebSocket): void {
+    room.conns.delete(ws);
+    const ids = room.controlled.get(ws);
+    room.controlled.delete(ws);
+    if (ids?.size) awarenessProtocol.removeAwarenessStates(room.awareness, [...ids], null);
+    if (room.conns.size === 0 && this.#rooms.get(doc)) {
+      this.#rooms.delete(doc);
+      room.live.ydoc.off('update', room.onUpdate);
+      room.awareness.destroy();
+      room.live.users--;
+    }
+  }
+
+  /** Closes every app connection with the given code (4410: the document was rebuilt, reload). */
+  closeDoc(doc: DocName, code: number, reason: string): void {
+    void this.#rooms.get(doc)?.then((room) => {
+      for (const c of room.conns) c.close(code, reason);
+    });
+  }
+
+  stop(): void {
+    for (const c of this.#wss.clients) c.terminate();
+    this.#wss.close();
+  }
+}
+
+function awarenessMessage(awareness: awarenessProtocol.Awareness, clients: number[]): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, MESSAGE_AWARENESS);
+  encoding.writeVarUint8Array(e, awarenessProtocol.encodeAwarenessUpdate(awareness, clients));
+  return encoding.toUint8Array(e);
+}
+
+/** The close code and reason (≤ 123 bytes) for a refusal. */
+function closeFor(err: unknown): [number, string] {
+  const cut = (s: string) => (Buffer.byteLength(s) > 123 ? Buffer.from(s).subarray(0, 120).toString('utf8') : s);
+  if (err instanceof HttpError) {
+    const code = { 400: WsClose.badRequest, 401: WsClose.unauthorized, 403: WsClose.forbidden, 409: WsClose.refused, 413: WsClose.tooLarge, 503: WsClose.storage }[err.status];
+    return [code ?? WsClose.badRequest, cut(err.message)];
+  }
+  if (err instanceof UpdateDecodeError) return [WsClose.badRequest, cut(err.message)];
+  if (err instanceof StoreError) return [WsClose.storage, 'storage is not writable; retry later'];
+  return [1011, 'internal error'];
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it, onTestFinished } from 'vitest';
+import * as Y from 'yjs';
+import WebSocket from 'ws';
+import { WebsocketProvider } from 'y-websocket';
+import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { getDoc } from '../helpers/docs.js';
+import { waitUntil } from '../helpers/wait.js';
+
+function provider(node: TestNode, doc: string, token: string, ydoc = new Y.Doc()) {
+  const p = new WebsocketProvider(`ws://127.0.0.1:${node.daemon.apiAddress.port}/v1/yjs`, doc, ydoc, {
+    WebSocketPolyfill: WebSocket as never,
+    params: { token },
+    disableBc: true,
+  });
+  onTestFinished(() => {
+    p.destroy();
+    ydoc.destroy();
+  });
+  return { p, ydoc };
+}
+
+const synced = (p: WebsocketProvider) => waitUntil(() => p.synced, { what: 'provider synced' });
+
+describe('y-websocket endpoint', () => {
+  it('an edit by an app on A appears in an app on B', async () => {
+    const a = await testNode('a');
+    const b = await testNode('b');
+    await setPeers(b, [entryFor(a, { dial: false })]);
+    await setPeers(a, [entryFor(b)]);
+    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected');
+    const left = provider(a, 'notes/live', await a.token());
+    const right = provider(b, 'notes/live', await b.token());
+    await synced(left.p);
+    await synced(right.p);
+    left.ydoc.getText('t').insert(0, 'typed on a');
+    await waitUntil(() => right.ydoc.getText('t').toString() === 'typed on a', { what: 'the edit on B' });
+    right.ydoc.getText('t').insert(0, '>');
+    await waitUntil(() => left.ydoc.getText('t').toString() === '>typed on a', { what: 'the edit back on A' });
+    expect((await getDoc(b, 'notes/live')).body.t).toBe('>typed on a');
+  });
+
+  it('awareness travels between two apps on one node', async () => {
+    const a = await testNode('a');
+    const token = await a.token();
+    const one = provider(a, 'room', token);
+    const two = provider(a, 'room', token);
+    await synced(one.p);
+    await synced(two.p);
+    one.p.awareness.setLocalStateField('user', { name: 'ada' });
+    await waitUntil(() => [...two.p.awareness.getStates().values()].some((s) => (s as { user?: { name: string } }).user?.name === 'ada'), { what: 'awareness on the other app' });
+  });
+
+  it('a read-only app receives the document; its write closes the socket with 4403 and is not applied', async () => {
+    const a = await testNode('a');
+    const writer = provider(a, 'ro', await a.token());
+    await synced(writer.p);
+    writer.ydoc.getText('t').insert(0, 'from the writer');
+    await waitUntil(async () => (await getDoc(a, 'ro')).body.t === 'from the writer');
+    const reader = provider(a, 'ro', await a.token(['read:**']));
+    await synced(reader.p);
+    expect(reader.ydoc.getText('t').toString()).toBe('from the writer');
+    const closed = new Promise<number>((resolve) => reader.p.ws!.addEventListener('close', (e: { code: number }) => resolve(e.code)));
+    reader.ydoc.getText('t').insert(0, 'sneaky ');
+    expect(await closed).toBe(4403);
+    expect((await getDoc(a, 'ro')).body.t).toBe('from the writer');
+  });
+
+  it('refusals: bad token 4401, no scope 4403, bad name 4400; a disallowed Origin is refused before the upgrade', async () => {
+    const a = await testNode('a');
+    const port = a.daemon.apiAddress.port;
+    const closeCode = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers });
+        ws.on('close', (code) => resolve(code));
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode!));
+        ws.on('error', () => undefined);
+      });
+    expect(await closeCode(`ws://127.0.0.1:${port}/v1/yjs/x?token=nope`)).toBe(4401);
+    expect(await closeCode(`ws://127.0.0.1:${port}/v1/yjs/x?token=${await a.token(['read:other/**'])}`)).toBe(4403);
+    expect(await closeCode(`ws://127.0.0.1:${port}/v1/yjs/a//b?token=${await a.token()}`)).toBe(4400);
+    expect(await closeCode(`ws://127.0.0.1:${port}/v1/yjs/x?token=${await a.token()}`, { origin: 'https://evil.example' })).toBe(403);
+    expect(await closeCode(`ws://127.0.0.1:${port}/v1/yjs/x?token=${await a.token()}`, { host: 'evil.example' })).toBe(421);
+  });
+});
