@@ -9,7 +9,8 @@ import { loadPeers } from './config/peers.js';
 import { loadGrantsFile } from './config/grants-file.js';
 import { ConfigWatcher } from './config/watcher.js';
 import { exists, readKeyFile } from './identity/file.js';
-import { DataDirInUseError } from './errors.js';
+import { ConfigError, DataDirInUseError } from './errors.js';
+import type { HostPort } from './util/address.js';
 import type { KeyPair } from './identity/keys.js';
 import { DAEMON_FILE, IDENTITY_FILE, STORE_DIR, initDataDir } from './init.js';
 import { PeerManager } from './net/peer-manager.js';
@@ -116,7 +117,9 @@ export class Daemon {
       cleanup.unshift(() => docs.stop());
       const sync = new SyncService({ peers, docs, store, policy, log });
       sync.start();
-      await peers.start();
+      await peers.start().catch((err: unknown) => {
+        throw bindError(err, config.file, '$.listen', config.listen);
+      });
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
       const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
@@ -146,7 +149,9 @@ export class Daemon {
         routes,
         upgrade: (req, socket, head, url) => (yjs.handles(url) ? yjs.upgrade(req, socket, head, url) : refuseUpgrade(socket, 404, 'Not Found')),
       });
-      await api.start();
+      await api.start().catch((err: unknown) => {
+        throw bindError(err, config.file, '$.api', config.api);
+      });
       cleanup.unshift(() => api.stop());
       daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy, yjs });
       const d = daemon;
@@ -251,4 +256,13 @@ function countBy(values: readonly string[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const v of values) out[v] = (out[v] ?? 0) + 1;
   return out;
+}
+
+/** A listen failure as a config error naming the key (a port in use, say), not a stack trace. */
+function bindError(err: unknown, file: string, path: string, address: HostPort): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    return new ConfigError(file, path, `cannot listen on ${formatHostPort(address)} (${code})`);
+  }
+  return err;
 }

@@ -66,13 +66,41 @@ export class TesseraClient {
     return this.#json('GET', '/v1/verify');
   }
 
+  /**
+   * `GET /v1/docs/{name}/events`: calls `onChange` with the document's new
+   * vector on every change (local or replicated) until the returned function
+   * is called or the token expires.
+   */
+  subscribe(name: string, onChange: (change: { doc: string; vector: Record<string, number> }) => void, onError?: (err: unknown) => void): () => void {
+    const abort = new AbortController();
+    void (async () => {
+      const res = await this.request('GET', `/v1/docs/${encodeURIComponent(name)}/events`, undefined, abort.signal);
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = /^event: change\ndata: (.*)$/m.exec(event);
+          if (data) onChange(JSON.parse(data[1]!) as { doc: string; vector: Record<string, number> });
+        }
+      }
+    })().catch((err: unknown) => {
+      if (!abort.signal.aborted) onError?.(err);
+    });
+    return () => abort.abort();
+  }
+
   /** `GET /v1/status`. */
   status(): Promise<StatusBody> {
     return this.#json<StatusBody>('GET', '/v1/status');
   }
 
-  protected async request(method: string, path: string, body?: Uint8Array): Promise<Response> {
+  protected async request(method: string, path: string, body?: Uint8Array, signal?: AbortSignal): Promise<Response> {
     const init: RequestInit = { method, headers: { authorization: `Bearer ${this.#token}`, ...(body ? { 'content-type': 'application/octet-stream' } : {}) } };
+    if (signal) init.signal = signal;
     if (body) init.body = body;
     const res = await fetch(this.#base + path, init);
     if (!res.ok) {

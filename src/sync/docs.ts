@@ -299,24 +299,36 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
   }
 
+  /**
+   * Signs, stores and applies one local change. A change that carries more
+   * client ranges than fit one envelope token is split into several
+   * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
+   */
   async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate): Promise<void> {
-    const seq = (live.vector[this.#ownFeed] ?? 0) + 1;
-    const claims: EnvelopeClaims = {
-      iss: this.#o.identity.id,
-      doc: live.name,
-      feed: this.#o.store.feed,
-      seq,
-      h: updateHash(update),
-      clients: structRanges(parsed.structs),
-      iat: Math.floor(this.#o.now() / 1000),
-    };
-    const token = signEnvelope(claims, this.#o.identity.privateKey);
-    const env: StoredEnvelope = { doc: live.name, feed: this.#ownFeed, seq, token, update };
+    const parts = splitByClients(update, parsed);
+    const envs: StoredEnvelope[] = [];
+    const ops: StoreOp[] = [];
+    let seq = live.vector[this.#ownFeed] ?? 0;
+    for (const part of parts) {
+      seq++;
+      const claims: EnvelopeClaims = {
+        iss: this.#o.identity.id,
+        doc: live.name,
+        feed: this.#o.store.feed,
+        seq,
+        h: updateHash(part.update),
+        clients: structRanges(part.parsed.structs),
+        iat: Math.floor(this.#o.now() / 1000),
+      };
+      const env: StoredEnvelope = { doc: live.name, feed: this.#ownFeed, seq, token: signEnvelope(claims, this.#o.identity.privateKey), update: part.update };
+      envs.push(env);
+      ops.push(...overlapOps(live, env, part.parsed));
+    }
     const vector = { ...live.vector, [this.#ownFeed]: seq };
-    await this.#o.store.write([...envelopeOps([env], new Map([[live.name, vector]])), ...overlapOps(live, env, parsed)]);
+    await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops]);
     live.vector = vector;
-    Y.applyUpdate(live.ydoc, update);
-    this.#afterCommit(live, [env], undefined);
+    for (const env of envs) Y.applyUpdate(live.ydoc, env.update);
+    this.#afterCommit(live, envs, undefined);
   }
 
   #afterCommit(live: LiveDoc, envs: StoredEnvelope[], from: NodeId | undefined): void {
@@ -539,6 +551,34 @@ export class Docs extends EventEmitter<DocsEvents> {
       await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
     }
   }
+}
+
+/** Client ranges per envelope: keeps every token well under its size limit. */
+export const MAX_RANGES_PER_ENVELOPE = 400;
+
+function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { update: Uint8Array; parsed: ParsedUpdate }[] {
+  if (structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
+  const byClient = new Map<number, ParsedStruct[]>();
+  for (const st of parsed.structs) if (st.kind !== 10) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
+  const groups: ParsedStruct[][] = [];
+  let current: ParsedStruct[] = [];
+  let ranges = 0;
+  for (const structs of byClient.values()) {
+    const n = structRanges(structs).length;
+    if (ranges + n > MAX_RANGES_PER_ENVELOPE && current.length) {
+      groups.push(current);
+      current = [];
+      ranges = 0;
+    }
+    current.push(...structs);
+    ranges += n;
+  }
+  groups.push(current);
+  const deletes = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
+  return groups.map((g, i) => {
+    const part = buildUpdate(update, g, i === groups.length - 1 ? deletes : new Map());
+    return { update: part, parsed: parseUpdate(part) };
+  });
 }
 
 function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): StoreOp[] {

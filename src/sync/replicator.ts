@@ -35,6 +35,7 @@ const HIGH_WATER = 1024 * 1024;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 8 * 1024 * 1024;
+const ANNOUNCE_CHUNK = 5000;
 
 /**
  * The sync protocol over one session (DESIGN.md §5), driven by the sender:
@@ -50,6 +51,8 @@ export class Replicator {
   /** What this node believes the peer holds, per document. */
   readonly #peerVectors = new Map<DocName, Vector>();
   #notWanted = new Set<string>();
+  /** Documents this node answered notWanted for in this session. */
+  readonly #refusedDocs = new Set<DocName>();
   readonly #tasks: Task[] = [];
   #pumping = false;
   #inbound: Promise<void> = Promise.resolve();
@@ -65,19 +68,32 @@ export class Replicator {
     opts.session.on('drain', () => void this.#pump());
   }
 
-  /** Announces every document the peer may read. */
+  /** Announces every document the peer may read, in messages of bounded size. */
   async start(): Promise<void> {
-    const docs: [string, string][] = [];
+    let docs: [string, string][] = [];
     for (const name of this.#o.docs.names()) {
-      if (this.#o.policy.mayRead(this.#peer, name)) docs.push([name, vectorHash(await this.#o.docs.vector(name))]);
+      if (!this.#o.policy.mayRead(this.#peer, name)) continue;
+      docs.push([name, vectorHash(await this.#o.docs.vector(name))]);
+      if (docs.length >= ANNOUNCE_CHUNK) {
+        this.#send({ type: 'announce', docs });
+        docs = [];
+      }
     }
-    this.#send({ type: 'announce', docs });
+    if (docs.length || this.#o.docs.count === 0) this.#send({ type: 'announce', docs });
   }
 
-  /** After a config change: forget refusals and announce again, so both sides re-want. */
+  /**
+   * After a change of config (or grants, or revocations): announce again, and
+   * want again every document this node refused feeds of, so the peer
+   * re-sends what may now be accepted.
+   */
   async refresh(): Promise<void> {
-    this.#notWanted = new Set();
     await this.start();
+    if (!this.#refusedDocs.size) return;
+    const want: Record<string, Vector> = {};
+    for (const doc of this.#refusedDocs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = await this.#o.docs.vector(doc);
+    this.#refusedDocs.clear();
+    if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
   }
 
   stop(): void {
@@ -160,6 +176,8 @@ export class Replicator {
     for (const [name, theirs] of Object.entries(docs)) {
       const doc = name as DocName;
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
+      // A want withdraws the peer's earlier refusals for this document.
+      for (const key of [...this.#notWanted]) if (key.startsWith(`${doc}\u0000`)) this.#notWanted.delete(key);
       this.#peerVectors.set(doc, { ...theirs });
       const ours = await this.#o.docs.vector(doc);
       for (const [feed, seq] of Object.entries(ours)) {
@@ -178,7 +196,10 @@ export class Replicator {
     for (const r of out.refused) {
       c.refused.set(r.reason, (c.refused.get(r.reason) ?? 0) + 1);
       if (r.reason === 'forgery') this.#forgeries++;
-      if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') notWanted.push([r.doc, r.feed]);
+      if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') {
+        notWanted.push([r.doc, r.feed]);
+        this.#refusedDocs.add(r.doc);
+      }
       this.#log.warn({ doc: r.doc, feed: r.feed, seq: r.seq, reason: r.reason, detail: r.detail }, 'envelope refused');
     }
     if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
