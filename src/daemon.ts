@@ -21,7 +21,9 @@ import { SyncService } from './sync/service.js';
 import { verifyStore, type VerifyReport } from './sync/verify.js';
 import { apiRoutes } from './api/routes/index.js';
 import { refuseUpgrade } from './api/server.js';
-import { YjsEndpoint } from './api/yjs-ws.js';
+import { YjsEndpoint, WsClose } from './api/yjs-ws.js';
+import { Trust } from './trust/trust.js';
+import { peekGrant } from './tokens/grant.js';
 import type { ApiGrant } from './tokens/api-token.js';
 import type { Alarm } from './api/routes/status.js';
 import { formatHostPort } from './util/address.js';
@@ -94,15 +96,21 @@ export class Daemon {
     const cleanup: (() => Promise<void>)[] = [() => store.close()];
     try {
       const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log });
+      let peersNow = peersConfig;
+      const trust = new Trust({ store, peers: () => peersNow, log, now, clockToleranceMs: config.clockTolerance });
+      await trust.start();
+      await trust.addGrants(grants.grants);
+      await trust.addRevocations(grants.revocations);
       const peers = new PeerManager({
         identity,
         config,
         peers: peersConfig,
-        grants: () => ({ type: 'grants', grants: watcher.grants.grants, revocations: watcher.grants.revocations }),
+        grants: () => ({ type: 'grants', grants: watcher.grants.grants, revocations: trust.rawRevocations() }),
+        trust,
         log,
         now,
       });
-      const policy = new Policy(identity, () => peers.peers);
+      const policy = new Policy(identity, () => peers.peers, trust, (peer) => peers.sessionGrant(peer));
       const docs = new Docs({
         store,
         identity,
@@ -114,6 +122,7 @@ export class Daemon {
         snapshotEvery: config.snapshotEvery,
       });
       await docs.start();
+      await docs.resumeRebuild();
       cleanup.unshift(() => docs.stop());
       const sync = new SyncService({ peers, docs, store, policy, log });
       sync.start();
@@ -157,9 +166,25 @@ export class Daemon {
       const d = daemon;
       docs.on('alarm', (alarm) => d.#raise(alarm));
       watcher.on('peers', (next, diff) => {
+        peersNow = next;
         peers.applyPeers(next, diff);
-        sync.refresh();
+        void trust
+          .refresh()
+          .then(() => peers.recheck())
+          .then(() => sync.refresh())
+          .catch((err: unknown) => log.error({ err }, 'applying the new peers file failed'));
       });
+      watcher.on('grants', (file) => {
+        void (async () => {
+          await trust.addGrants(file.grants);
+          await trust.addRevocations(file.revocations);
+          sync.sendGrants(file.grants, trust.rawRevocations());
+          d.#checkOwnGrant();
+        })().catch((err: unknown) => log.error({ err }, 'applying the new grants file failed'));
+      });
+      docs.on('rebuilt', (doc) => yjs.closeDoc(doc, WsClose.reload, 'document rebuilt after a revocation; reload'));
+      d.#checkOwnGrant();
+      d.#grantTimer = setInterval(() => d.#checkOwnGrant(), 3_600_000).unref();
       watcher.start();
       await daemon.#writeDaemonFile();
       log.info({ id: identity.id, name: config.name, peer: formatHostPort(peers.address), api: formatHostPort(api.address), dataDir }, 'listening');
@@ -217,6 +242,20 @@ export class Daemon {
     this.#log.error({ doc: alarm.doc, kind: alarm.kind, origins: alarm.origins, peer: alarm.peer }, `alarm: ${alarm.kind}`);
   }
 
+  #grantTimer: NodeJS.Timeout | undefined;
+  #ownGrantExp: number | undefined;
+
+  /** This node's own grant: the latest expiry among grants naming it; warns well before it expires. */
+  #checkOwnGrant(): void {
+    const exps = this.#watcher.grants.grants.map((g) => peekGrant(g)).filter((g) => g?.sub === this.#identity.id).map((g) => g!.exp * 1000);
+    this.#ownGrantExp = exps.length ? Math.max(...exps) : undefined;
+    if (this.#ownGrantExp === undefined) return;
+    const left = this.#ownGrantExp - Date.now();
+    const at = new Date(this.#ownGrantExp).toISOString();
+    if (left <= 0) this.#log.error({ expiresAt: at }, 'this node\'s grant has expired: peers that admit it by grant will refuse it; put a refreshed grant in the grants file');
+    else if (left < this.#config.grantWarning) this.#log.warn({ expiresAt: at }, 'this node\'s grant expires soon; put a refreshed grant in the grants file');
+  }
+
   /** `/v1/status`; alarms only for documents the token may read. */
   async status(grant?: ApiGrant): Promise<StatusBody> {
     return {
@@ -224,8 +263,8 @@ export class Daemon {
       name: this.#config.name,
       peers: this.#peers.status(),
       docs: this.#docs.count,
-      pending: 0,
-      grant: null,
+      pending: this.#docs.pendingCount(),
+      grant: this.#ownGrantExp === undefined ? null : { expiresAt: new Date(this.#ownGrantExp).toISOString() },
       alarms: this.alarms.filter((a) => !grant || grant.covers('read', a.doc)),
     };
   }
@@ -239,6 +278,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#watcher.stop();
+      clearInterval(this.#grantTimer);
       this.#yjs.stop();
       await this.#api.stop();
       this.#sync.stop();

@@ -18,6 +18,8 @@ import { Dialer } from './dialer.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplayCache } from './replay-cache.js';
 import type { Session } from './session.js';
+import type { Trust } from '../trust/trust.js';
+import type { PublicJwk } from '../types.js';
 
 export interface PeerManagerOptions {
   readonly identity: KeyPair;
@@ -25,6 +27,7 @@ export interface PeerManagerOptions {
   readonly peers: PeersConfig;
   /** The grants message this node sends first in every session. */
   readonly grants: () => GrantsMessage;
+  readonly trust: Trust;
   readonly log: Logger;
   readonly now: () => number;
 }
@@ -137,12 +140,22 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     return this.#sessions.values();
   }
 
+  /** The grant a peer admitted by grant alone holds in its current session. */
+  sessionGrant(peer: NodeId) {
+    const s = this.#sessions.get(peer);
+    return s && !this.#byId.has(peer) ? s.grant : undefined;
+  }
+
   status(): PeerStatus[] {
-    return this.#peers.peers.map((p) => {
+    const listed = this.#peers.peers.map((p) => {
       const rt = this.#runtime.get(p.id);
-      const state: PeerState = p.revoked ? 'revoked' : (rt?.state ?? 'disconnected');
+      const state: PeerState = p.revoked || this.#opts.trust.isRevoked(p.id) ? 'revoked' : (rt?.state ?? 'disconnected');
       return { name: p.name ?? null, id: p.id, url: p.url ?? null, state, since: rt?.since ? new Date(rt.since).toISOString() : null };
     });
+    const granted = [...this.#sessions.values()]
+      .filter((s) => !this.#byId.has(s.peer))
+      .map((s) => ({ name: null, id: s.peer, url: null, state: 'connected' as PeerState, since: new Date(this.#runtime.get(s.peer)?.since ?? s.establishedAt).toISOString() }));
+    return [...listed, ...granted];
   }
 
   /** Applies a reloaded peers file: dial the new, cut off the removed, re-keyed and revoked at once. */
@@ -203,20 +216,25 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     await this.#whenReady(session);
   }
 
-  /** Waits for the peer's grants message, then keeps or drops the session. */
-  #whenReady(session: Session): Promise<void> {
+  /**
+   * Waits for the peer's grants message; a peer admitted by grant must
+   * present a valid one for the key that signed its handshake (4019
+   * otherwise). Then keeps or drops the session.
+   */
+  #whenReady(session: Session, grantKey?: PublicJwk): Promise<void> {
     this.#pending.add(session);
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => session.close(Close.protocolError, 'no grants message in time'), this.#opts.config.handshakeTimeout);
-      session.once('ready', () => {
+      session.once('ready', (grants) => {
         clearTimeout(timer);
-        this.#pending.delete(session);
-        try {
+        void (async () => {
+          if (grantKey) {
+            session.grant = await this.#opts.trust.admission(session.peer, grantKey.x, grants.grants);
+            if (!session.grant) return session.close(Close.grantRequired, 'no valid grant from a trusted authority for this key');
+          }
+          this.#pending.delete(session);
           this.#install(session);
-          resolve();
-        } catch (err) {
-          reject(err);
-        }
+        })().then(resolve, reject);
       });
       session.once('close', (code, reason) => {
         clearTimeout(timer);
@@ -231,8 +249,9 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     const peer = session.peer;
     const entry = this.#byId.get(peer);
     if (this.#stopped) return session.close(Close.goingAway, 'node stopping');
-    if (!entry) return session.close(Close.peerRemoved, 'not in the peers file');
-    if (entry.revoked) return session.close(Close.peerRevoked, 'revoked');
+    if (!entry && !session.grant) return session.close(Close.peerRemoved, 'not in the peers file');
+    if (entry?.revoked || this.#opts.trust.isRevoked(peer)) return session.close(Close.peerRevoked, 'revoked');
+    if (!entry && session.grant) this.#watchGrant(session);
     const existing = this.#sessions.get(peer);
     if (existing && !existing.closed) {
       if (existing.dialler === session.dialler) {
@@ -256,6 +275,47 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       dialer?.cancelReauth();
     }
     this.emit('session', session);
+  }
+
+  /**
+   * A session admitted by grant ends when the grant expires, unless the peer
+   * sends a refreshed one inside the session first.
+   */
+  #watchGrant(session: Session): void {
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => session.close(Close.grantRequired, 'grant expired'), Math.min(Math.max(0, session.grant!.exp * 1000 - this.#opts.now()), 2 ** 31 - 1));
+    };
+    arm();
+    session.on('message', (m) => {
+      if (m.type !== 'grants' || !m.grants.length) return;
+      void this.#opts.trust.admission(session.peer, session.grant!.key.x, m.grants).then((g) => {
+        if (g && g.exp > session.grant!.exp) {
+          session.grant = g;
+          arm();
+          this.#log.info({ peer: session.peer, expiresAt: new Date(g.exp * 1000).toISOString() }, 'peer refreshed its grant');
+        }
+      });
+    });
+    session.once('close', () => clearTimeout(timer));
+  }
+
+  /**
+   * After a change of authorities, grants or revocations: closes sessions of
+   * revoked nodes, and grant sessions whose grant no longer admits them.
+   */
+  async recheck(): Promise<void> {
+    for (const session of [...this.#sessions.values()]) {
+      if (this.#opts.trust.isRevoked(session.peer)) {
+        session.close(Close.peerRevoked, 'revoked');
+        continue;
+      }
+      if (session.grant && !this.#byId.has(session.peer)) {
+        const g = await this.#opts.trust.admission(session.peer, session.grant.key.x, [session.grant.token]);
+        if (!g) session.close(Close.grantRequired, 'grant no longer valid here');
+      }
+    }
   }
 
   #replace(old: Session, next: Session, kind: CloseKind, detail: string): void {
@@ -309,10 +369,10 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     this.#pending.add(ws);
     let claimed: string | undefined;
     acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), this.#opts.grants, (id) => (claimed = id))
-      .then(({ session }) => {
+      .then(({ session, admission, peerKey }) => {
         this.#count('ok');
         this.#release(ws);
-        return this.#whenReady(session);
+        return this.#whenReady(session, admission.kind === 'grant' ? peerKey : undefined);
       })
       .catch((err: unknown) => {
         this.#release(ws);
@@ -334,9 +394,10 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
 
   #admit(hello: Hello): Admission {
     const entry = this.#byId.get(hello.from);
-    if (!entry) return { kind: 'refuse', refusal: new PeerRefusal(Close.unknownPeer, 'this node does not know you') };
-    if (entry.revoked) return { kind: 'refuse', refusal: new PeerRefusal(Close.peerRevoked, 'revoked') };
-    return { kind: 'pinned', key: entry.publicKey };
+    if (entry?.revoked || this.#opts.trust.isRevoked(hello.from)) return { kind: 'refuse', refusal: new PeerRefusal(Close.peerRevoked, 'revoked') };
+    if (entry) return { kind: 'pinned', key: entry.publicKey };
+    if (this.#peers.authorities.length) return { kind: 'grant' };
+    return { kind: 'refuse', refusal: new PeerRefusal(Close.unknownPeer, 'this node does not know you') };
   }
 
   /** Closes every session and the listener. Safe to call twice. */

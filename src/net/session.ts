@@ -5,6 +5,7 @@ import type { NodeId } from '../types.js';
 import { FrameCipher } from '../protocol/frames.js';
 import { Close, PeerRefusal, closeReason, type CloseKind } from '../protocol/close-codes.js';
 import { decodeMessage, encodeMessage, type GrantsMessage, type SessionMessage } from '../protocol/messages.js';
+import type { Grant } from '../tokens/grant.js';
 
 export type Role = 'dialler' | 'listener';
 
@@ -47,6 +48,10 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly expiresAt: number;
   readonly remote: string;
   readonly establishedAt = Date.now();
+  /** The peer's first grants message (its grants and the revocations it knows). */
+  peerGrants: GrantsMessage | undefined;
+  /** Set when the peer was admitted by a grant rather than a peers-file entry. */
+  grant: Grant | undefined;
   readonly #ws: WebSocket;
   readonly #seal: FrameCipher;
   readonly #open: FrameCipher;
@@ -133,6 +138,7 @@ export class Session extends EventEmitter<SessionEvents> {
       if (!this.#ready) {
         if (message.type !== 'grants') throw new PeerRefusal(Close.protocolError, 'the first message must be grants');
         this.#ready = true;
+        this.peerGrants = message;
         this.emit('ready', message);
         return;
       }

@@ -6,7 +6,7 @@ import type { KeyPair } from '../identity/keys.js';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import { feedKey } from '../types.js';
 import { Space, json, type Store, type StoreOp } from '../store/store.js';
-import { envelopeOps, readEnvelope, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
+import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
 import { EnvelopeError, readEnvelopeClaims, signEnvelope, updateHash, verifyEnvelope, type EnvelopeClaims } from './envelope.js';
@@ -32,6 +32,8 @@ export interface DocsEvents {
   envelope: [envelope: StoredEnvelope, from: NodeId | undefined];
   /** A document's vector changed. */
   change: [doc: DocName, vector: Vector];
+  /** A document was rebuilt after a revocation change: apps on it must reload. */
+  rebuilt: [doc: DocName];
   /** Something a human should look at (equivocation, conflicting envelopes). */
   alarm: [alarm: { doc: DocName; kind: string; origins: string[]; peer: string | null }];
 }
@@ -143,11 +145,16 @@ export class Docs extends EventEmitter<DocsEvents> {
     for (const feed of Object.keys(vector) as FeedKey[]) {
       for await (const env of readFeed(store, doc, feed, base[feed] ?? 0)) {
         if (env.seq > vector[feed]!) break;
+        live.vector[feed] = env.seq;
+        if (this.#treatment(env) !== 'apply') continue;
         const parsed = parseUpdate(env.update);
         const { update } = await this.#filterOverlaps(live, parsed, env.update, feedOrigin(feed), undefined);
         Y.applyUpdate(live.ydoc, update);
-        live.vector[feed] = env.seq;
       }
+    }
+    for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) {
+      const { token } = decodeEnvelopeValue(value);
+      live.dropped.push(...readEnvelopeClaims(token).clients);
     }
     this.#live.set(doc, live);
     this.#evictOverflow();
@@ -219,6 +226,11 @@ export class Docs extends EventEmitter<DocsEvents> {
     const refusedRanges: [number, number, number][] = [];
     for (const w of batch) {
       const parsed = parseUpdate(w.update);
+      for (const st of parsed.structs) {
+        if (st.kind === 10 || !live.dropped.some(([c, from, to]) => c === st.client && st.clock < to && st.clock + st.length > from)) continue;
+        w.refused.push({ client: st.client, from: st.clock, to: st.clock + st.length, reason: 'revoked', origins: [] });
+        refusedRanges.push([st.client, st.clock, st.clock + st.length]);
+      }
       const { refused } = await this.#filterOverlaps(live, parsed, w.update, this.#o.identity.id, undefined);
       for (const r of refused) {
         w.refused.push(r);
@@ -387,12 +399,18 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   async #accept(live: LiveDoc, from: NodeId, envs: HeldEnvelope[], out: ReceiveOutcome): Promise<void> {
     const accepted: { env: StoredEnvelope; parsed: ParsedUpdate }[] = [];
+    const dropped: StoredEnvelope[] = [];
     const vector = { ...live.vector };
     const queue = [...envs];
     while (queue.length) {
       const h = queue.shift()!;
       const feed = feedKey(h.claims.iss, h.claims.feed);
       const have = vector[feed] ?? 0;
+      if (h.claims.seq > have && this.#o.policy.trust.treatment(h.claims.iss, live.name, feed, h.claims.seq) === 'drop') {
+        dropped.push({ doc: live.name, feed, seq: h.claims.seq, token: h.token, update: h.update });
+        out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'not_wanted', detail: 'beyond a revocation cutoff' });
+        continue;
+      }
       if (h.claims.seq <= have) {
         const held = accepted.find((a) => a.env.feed === feed && a.env.seq === h.claims.seq)?.env ?? (await readEnvelope(this.#o.store, live.name, feed, h.claims.seq));
         if (held && held.token === h.token) out.duplicates++;
@@ -416,6 +434,11 @@ export class Docs extends EventEmitter<DocsEvents> {
         queue.unshift(next);
       }
     }
+    if (dropped.length) {
+      // Kept apart, for verify and in case the cutoffs change; never applied or forwarded.
+      await this.#o.store.write(dropped.map((e) => ({ type: 'put', space: Space.dropped, key: envelopeKey(e.doc, e.feed, e.seq), value: encodeEnvelopeValue(e.token, e.update) })));
+      for (const e of dropped) live.dropped.push(...readEnvelopeClaims(e.token).clients);
+    }
     if (!accepted.length) return;
     const ops: StoreOp[] = envelopeOps(accepted.map((a) => a.env), new Map([[live.name, vector]]));
     for (const a of accepted) ops.push(...overlapOps(live, a.env, a.parsed));
@@ -428,6 +451,10 @@ export class Docs extends EventEmitter<DocsEvents> {
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
     live.vector = vector;
     for (const a of accepted) {
+      if (this.#treatment(a.env) === 'quarantine') {
+        this.emit('alarm', { doc: live.name, kind: 'quarantined', origins: [feedOrigin(a.env.feed)], peer: from });
+        continue;
+      }
       const { update, refused } = await this.#filterOverlaps(live, a.parsed, a.env.update, feedOrigin(a.env.feed), from);
       if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
       try {
@@ -439,6 +466,83 @@ export class Docs extends EventEmitter<DocsEvents> {
     out.accepted += accepted.length;
     this.#afterCommit(live, accepted.map((a) => a.env), from);
     if (live.deferredDeletes.size) await this.#flushDeferred(live);
+  }
+
+  #treatment(env: { doc: DocName; feed: FeedKey; seq: number }) {
+    return this.#o.policy.trust.treatment(feedOrigin(env.feed), env.doc, env.feed, env.seq);
+  }
+
+  /**
+   * Re-derives every document after the revocations in force changed
+   * (DESIGN.md §2): envelopes now beyond a cutoff move to the dropped key
+   * space, dropped ones now within it move back, and every document with a
+   * feed of a revoked (or formerly revoked) origin is rebuilt from its
+   * envelopes on its next load. A "rebuild pending" mark makes it crash-safe.
+   * Resolves with the documents rebuilt.
+   */
+  async rebuild(origins: ReadonlySet<string>): Promise<DocName[]> {
+    await this.#o.store.write([{ type: 'put', space: Space.meta, key: 'rebuild', value: json.encode([...origins]) }]);
+    const withDropped = new Set<DocName>();
+    for await (const [key] of this.#o.store.entries(Space.dropped)) withDropped.add(key.split('\u0000')[0] as DocName);
+    const rebuilt: DocName[] = [];
+    for (const doc of this.names()) {
+      const vector = await this.vector(doc);
+      const touched = withDropped.has(doc) || Object.keys(vector).some((f) => origins.has(feedOrigin(f as FeedKey)));
+      if (!touched) continue;
+      const live = await this.open(doc);
+      await live.run(() => this.#rederive(live));
+      rebuilt.push(doc);
+      this.emit('rebuilt', doc);
+    }
+    await this.#o.store.write([{ type: 'del', space: Space.meta, key: 'rebuild' }]);
+    if (rebuilt.length) this.#log.warn({ docs: rebuilt.length }, 'revocations changed: documents rebuilt');
+    return rebuilt;
+  }
+
+  /** Resumes a rebuild that a crash interrupted. */
+  async resumeRebuild(): Promise<void> {
+    const pending = await this.#o.store.getJson<string[]>(Space.meta, 'rebuild');
+    if (pending) await this.rebuild(new Set(pending));
+  }
+
+  async #rederive(live: LiveDoc): Promise<void> {
+    const store = this.#o.store;
+    const vector = { ...live.vector };
+    const ops: StoreOp[] = [];
+    for (const feed of Object.keys(vector) as FeedKey[]) {
+      let cut: number | undefined;
+      for await (const env of readFeed(store, live.name, feed)) {
+        if (cut === undefined && this.#treatment(env) === 'drop') cut = env.seq - 1;
+        if (cut !== undefined) {
+          ops.push({ type: 'del', space: Space.envelope, key: envelopeKey(env.doc, env.feed, env.seq) });
+          ops.push({ type: 'put', space: Space.dropped, key: envelopeKey(env.doc, env.feed, env.seq), value: encodeEnvelopeValue(env.token, env.update) });
+        }
+      }
+      if (cut !== undefined) vector[feed] = cut;
+      if (vector[feed] === 0) delete vector[feed];
+    }
+    for await (const [key, value] of store.entries(Space.dropped, live.name + '\u0000')) {
+      const [, feed, seqHex] = key.split('\u0000') as [string, FeedKey, string];
+      const seq = parseInt(seqHex, 16);
+      if (ops.some((o) => o.type === 'put' && o.space === Space.dropped && o.key === key)) continue;
+      if (seq !== (vector[feed] ?? 0) + 1 || this.#treatment({ doc: live.name, feed, seq }) === 'drop') continue;
+      ops.push({ type: 'del', space: Space.dropped, key });
+      ops.push({ type: 'put', space: Space.envelope, key, value });
+      vector[feed] = seq;
+    }
+    ops.push({ type: 'put', space: Space.vector, key: live.name, value: json.encode(vector) });
+    ops.push({ type: 'del', space: Space.snapshot, key: live.name });
+    await store.write(ops);
+    if (this.#live.get(live.name) === live) this.#live.delete(live.name);
+    live.ydoc.destroy();
+    this.emit('change', live.name, vector);
+  }
+
+  /** Structs (in clock units) waiting in the pending sets of loaded documents. */
+  pendingCount(): number {
+    let n = 0;
+    for (const live of this.#live.values()) for (const [, from, to] of pendingRanges(live.ydoc)) n += to - from;
+    return n;
   }
 
   #hold(live: LiveDoc, feed: FeedKey, h: HeldEnvelope, out: ReceiveOutcome): void {

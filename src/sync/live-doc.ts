@@ -40,6 +40,8 @@ export class LiveDoc {
   readonly ydoc = new Y.Doc({ gc: true });
   vector: Vector;
   readonly overlap = new OverlapIndex();
+  /** [client, from, to) ranges of dropped envelopes (beyond a revocation cutoff): never signed again for an app. */
+  readonly dropped: [number, number, number][] = [];
   /** Deletions from local apps of items this node does not hold yet. */
   deferredDeletes: DeleteRanges = new Map();
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();

@@ -2,6 +2,8 @@ import type { KeyObject } from 'node:crypto';
 import { anyGlobMatches } from '../config/glob.js';
 import type { PeerEntry, PeersConfig } from '../config/peers.js';
 import { importPublicJwk, type KeyPair } from '../identity/keys.js';
+import type { Trust } from '../trust/trust.js';
+import type { Grant } from '../tokens/grant.js';
 import type { DocName, NodeId, PublicJwk } from '../types.js';
 
 /**
@@ -17,9 +19,31 @@ export class Policy {
   #indexed: PeersConfig | undefined;
   #byId = new Map<NodeId, PeerEntry>();
 
-  constructor(self: KeyPair, peers: () => PeersConfig) {
+  readonly #trust: Trust;
+  readonly #sessionGrant: (peer: NodeId) => Grant | undefined;
+
+  /**
+   * `sessionGrant`: the grant a peer admitted by grant alone holds now (its
+   * session's); it decides what that peer may read and exchange.
+   */
+  constructor(self: KeyPair, peers: () => PeersConfig, trust: Trust, sessionGrant: (peer: NodeId) => Grant | undefined) {
     this.#self = self;
     this.#peers = peers;
+    this.#trust = trust;
+    this.#sessionGrant = sessionGrant;
+  }
+
+  get trust(): Trust {
+    return this.#trust;
+  }
+
+  #importKey(jwk: PublicJwk): KeyObject {
+    let k = this.#keys.get(jwk.x);
+    if (!k) {
+      k = importPublicJwk(jwk);
+      this.#keys.set(jwk.x, k);
+    }
+    return k;
   }
 
   get selfId(): NodeId {
@@ -35,24 +59,22 @@ export class Policy {
     return this.#byId.get(id);
   }
 
-  /** The key that may sign new envelopes for `origin`, or undefined when this node does not trust it now. */
+  /**
+   * The key that may sign envelopes for `origin`: this node's, its peers
+   * entry's (revoked or not: cutoffs decide what is kept), or the `cnf` key of
+   * a trusted grant naming it (expired or not: expiry ends admission, not
+   * authorship). Undefined when this node does not know the origin.
+   */
   authorKey(origin: NodeId): KeyObject | undefined {
-    if (origin === this.#self.id) return this.#self.publicKey;
-    const e = this.entry(origin);
-    if (!e || e.revoked) return undefined;
-    let k = this.#keys.get(e.publicKey.x);
-    if (!k) {
-      k = importPublicJwk(e.publicKey);
-      this.#keys.set(e.publicKey.x, k);
-    }
-    return k;
+    const jwk = this.authorJwk(origin);
+    return jwk ? this.#importKey(jwk) : undefined;
   }
 
-  /** The public JWK of an origin this node trusts now (itself, or a peers entry). */
   authorJwk(origin: NodeId): PublicJwk | undefined {
     if (origin === this.#self.id) return this.#self.publicJwk;
     const e = this.entry(origin);
-    return e && !e.revoked ? e.publicKey : undefined;
+    if (e) return e.publicKey;
+    return this.#trust.grantsFor(origin)[0]?.key;
   }
 
   /** A display name for an origin: its peers-file name, or undefined. */
@@ -60,19 +82,28 @@ export class Policy {
     return this.entry(origin)?.name;
   }
 
+  /** Whether `origin` may author updates of `doc`: its peers entry wins; otherwise any trusted grant naming it. */
   mayWrite(origin: NodeId, doc: DocName): boolean {
     if (origin === this.#self.id) return true;
     const e = this.entry(origin);
-    return !!e && !e.revoked && anyGlobMatches(e.write, doc);
+    if (e) return anyGlobMatches(e.write, doc);
+    return this.#trust.grantsFor(origin).some((g) => anyGlobMatches(g.write, doc));
+  }
+
+  #globs(peer: NodeId): { read: readonly string[]; write: readonly string[] } | undefined {
+    if (this.#trust.isRevoked(peer)) return undefined;
+    const e = this.entry(peer);
+    if (e) return e.revoked ? undefined : e;
+    return this.#sessionGrant(peer);
   }
 
   mayRead(peer: NodeId, doc: DocName): boolean {
-    const e = this.entry(peer);
-    return !!e && !e.revoked && anyGlobMatches(e.read, doc);
+    const g = this.#globs(peer);
+    return !!g && anyGlobMatches(g.read, doc);
   }
 
   mayExchange(peer: NodeId, doc: DocName): boolean {
-    const e = this.entry(peer);
-    return !!e && !e.revoked && (anyGlobMatches(e.read, doc) || anyGlobMatches(e.write, doc));
+    const g = this.#globs(peer);
+    return !!g && (anyGlobMatches(g.read, doc) || anyGlobMatches(g.write, doc));
   }
 }

@@ -8,6 +8,7 @@ import type { SessionMessage } from '../protocol/messages.js';
 import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
+import { feedOrigin } from './overlap.js';
 
 export interface ReplicatorOptions {
   readonly session: Session;
@@ -53,6 +54,8 @@ export class Replicator {
   #notWanted = new Set<string>();
   /** Documents this node answered notWanted for in this session. */
   readonly #refusedDocs = new Set<DocName>();
+  /** Origins whose grants were already sent in this session. */
+  readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
   #pumping = false;
   #inbound: Promise<void> = Promise.resolve();
@@ -68,8 +71,27 @@ export class Replicator {
     opts.session.on('drain', () => void this.#pump());
   }
 
-  /** Announces every document the peer may read, in messages of bounded size. */
+  /** Takes in the peer's first grants message, then announces. */
   async start(): Promise<void> {
+    const first = this.#o.session.peerGrants;
+    if (first) await this.#onGrants(first.grants, first.revocations);
+    await this.#announce();
+  }
+
+  /** Grants travel with envelopes; revocations spread by themselves (DESIGN.md §10). */
+  async #onGrants(grants: readonly string[], revocations: readonly string[]): Promise<void> {
+    const trust = this.#o.policy.trust;
+    if (grants.length) await trust.addGrants(grants);
+    if (revocations.length) await trust.addRevocations(revocations);
+  }
+
+  /** Sends grants and revocations inside the session (a refreshed grant, a new revocation). */
+  sendGrants(grants: readonly string[], revocations: readonly string[]): void {
+    if (!this.#stopped && (grants.length || revocations.length)) this.#send({ type: 'grants', grants, revocations });
+  }
+
+  /** Announces every document the peer may read, in messages of bounded size. */
+  async #announce(): Promise<void> {
     let docs: [string, string][] = [];
     for (const name of this.#o.docs.names()) {
       if (!this.#o.policy.mayRead(this.#peer, name)) continue;
@@ -88,7 +110,7 @@ export class Replicator {
    * re-sends what may now be accepted.
    */
   async refresh(): Promise<void> {
-    await this.start();
+    await this.#announce();
     if (!this.#refusedDocs.size) return;
     const want: Record<string, Vector> = {};
     for (const doc of this.#refusedDocs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = await this.#o.docs.vector(doc);
@@ -157,7 +179,7 @@ export class Replicator {
         for (const [doc, feed] of m.items) this.#notWanted.add(`${doc}\u0000${feed}`);
         return;
       case 'grants':
-        return;
+        return this.#onGrants(m.grants, m.revocations);
     }
   }
 
@@ -217,7 +239,7 @@ export class Replicator {
     this.#pumping = true;
     try {
       while (!this.#stopped && this.#tasks.length && this.#o.session.queuedBytes < HIGH_WATER && !this.#o.session.closed) {
-        const items: { token: string; update: Uint8Array }[] = [];
+        const items: StoredEnvelope[] = [];
         let bytes = 0;
         while (this.#tasks.length && bytes < FRAME_TARGET && items.length < FRAME_MAX_ITEMS) {
           const task = this.#tasks[0]!;
@@ -244,6 +266,14 @@ export class Replicator {
           else task.after = last;
         }
         if (!items.length) continue;
+        const grants: string[] = [];
+        for (const item of items as StoredEnvelope[]) {
+          const origin = feedOrigin(item.feed);
+          if (this.#grantsSent.has(origin)) continue;
+          this.#grantsSent.add(origin);
+          grants.push(...this.#o.policy.trust.rawGrantsFor(origin));
+        }
+        if (grants.length) this.#send({ type: 'grants', grants, revocations: [] });
         this.#send({ type: 'envelopes', items });
         this.#o.counters.envelopesOut += items.length;
         this.#o.counters.bytesOut += bytes;

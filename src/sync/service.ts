@@ -32,6 +32,35 @@ export class SyncService {
     this.#docs.on('envelope', (env, from) => {
       for (const r of this.#replicators.values()) r.onEnvelope(env, from);
     });
+    const trust = this.#policy.trust;
+    this.#revoked = trust.revokedNodes();
+    trust.on('revocations', () => {
+      this.#changes = this.#changes.then(() => this.#onRevocations()).catch((err) => this.#log.error({ err }, 'applying a revocation change failed'));
+    });
+  }
+
+  #revoked = new Set<string>();
+  #changes: Promise<void> = Promise.resolve();
+
+  /**
+   * The revocations in force changed: cut revoked nodes off, pass the
+   * revocations on to every peer, rebuild the documents they touch, and
+   * want again what may now be accepted.
+   */
+  async #onRevocations(): Promise<void> {
+    const trust = this.#policy.trust;
+    const now = trust.revokedNodes();
+    const affected = new Set([...this.#revoked, ...now]);
+    this.#revoked = now;
+    await this.#peers.recheck();
+    for (const r of this.#replicators.values()) r.sendGrants([], trust.rawRevocations());
+    await this.#docs.rebuild(affected);
+    this.refresh();
+  }
+
+  /** Own grants file changed: send the refreshed grants and revocations to every peer inside its session. */
+  sendGrants(grants: readonly string[], revocations: readonly string[]): void {
+    for (const r of this.#replicators.values()) r.sendGrants(grants, revocations);
   }
 
   #attach(session: Session): void {

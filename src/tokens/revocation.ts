@@ -1,0 +1,56 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { SignJWT, jwtVerify, decodeJwt, type JWTPayload } from 'jose';
+import { TokenError } from '../errors.js';
+import type { KeyPair } from '../identity/keys.js';
+import { RevokedSchema, type Cutoff } from '../config/peers.js';
+import type { NodeId } from '../types.js';
+import { ALG, MAX_TOKEN_BYTES, Typ } from './typ.js';
+
+/** A verified authority revocation: `sub` is revoked, keeping what the cutoff says. */
+export interface Revocation {
+  readonly token: string;
+  readonly iss: NodeId;
+  readonly sub: NodeId;
+  readonly at: string;
+  readonly cutoff: Cutoff;
+}
+
+/** `tessera revoke`: an authority-signed revocation of a node, with its cutoff (default `"*": {}`: nothing kept). */
+export function issueRevocation(authority: KeyPair, node: NodeId, cutoff: Cutoff = { '*': {} }, now = Date.now()): Promise<string> {
+  const at = new Date(now).toISOString();
+  return new SignJWT({ at, cutoff })
+    .setProtectedHeader({ alg: ALG, typ: Typ.revocation })
+    .setIssuer(authority.id)
+    .setSubject(node)
+    .setIssuedAt(Math.floor(now / 1000))
+    .setJti(randomBytes(12).toString('base64url'))
+    .sign(authority.privateKey);
+}
+
+export function peekRevocation(token: string): { iss: string; sub: string } | undefined {
+  if (token.length > MAX_TOKEN_BYTES) return undefined;
+  try {
+    const p = decodeJwt(token);
+    return typeof p.iss === 'string' && typeof p.sub === 'string' ? { iss: p.iss, sub: p.sub } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Verifies a revocation against a trusted authority: EdDSA only, its own typ,
+ * issuer = the authority. Revocations do not expire: a revocation is
+ * permanent for that node id.
+ */
+export async function verifyRevocation(token: string, authority: { id: NodeId; key: KeyObject }): Promise<Revocation> {
+  if (token.length > MAX_TOKEN_BYTES) throw new TokenError('ERR_REVOCATION_INVALID', 'revocation too large');
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, authority.key, { algorithms: [ALG], typ: Typ.revocation, issuer: authority.id, requiredClaims: ['iss', 'sub', 'iat', 'jti', 'at', 'cutoff'] }));
+  } catch {
+    throw new TokenError('ERR_REVOCATION_INVALID', 'revocation does not verify');
+  }
+  const parsed = RevokedSchema.safeParse({ at: payload.at, cutoff: payload.cutoff });
+  if (!parsed.success || typeof payload.sub !== 'string') throw new TokenError('ERR_REVOCATION_INVALID', 'revocation cutoff is malformed');
+  return { token, iss: authority.id, sub: payload.sub as NodeId, at: parsed.data.at, cutoff: parsed.data.cutoff };
+}

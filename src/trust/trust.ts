@@ -1,0 +1,208 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { PeersConfig, Cutoff } from '../config/peers.js';
+import { importPublicJwk } from '../identity/keys.js';
+import type { DocName, FeedKey, NodeId } from '../types.js';
+import { Space, type Store } from '../store/store.js';
+import { peekGrant, verifyGrant, type Grant } from '../tokens/grant.js';
+import { peekRevocation, verifyRevocation } from '../tokens/revocation.js';
+
+/** How an envelope of a (possibly revoked) origin is treated (DESIGN.md §2). */
+export type Treatment = 'apply' | 'drop' | 'quarantine';
+
+const MAX_GRANTS_PER_ORIGIN = 8;
+const MAX_REVOCATIONS = 10_000;
+
+export function docHash(doc: string): string {
+  return createHash('sha256').update(doc, 'utf8').digest('hex');
+}
+
+/**
+ * What this node trusts beyond its peers file: grants signed by the
+ * authorities it lists (DESIGN.md §10) and revocations, from its peers file
+ * and from those authorities. Grants and revocations are stored raw (a relay
+ * passes them on whether or not it trusts their authority) and verified
+ * against the authorities in force whenever those change.
+ */
+export class Trust extends EventEmitter<{ revocations: [] }> {
+  readonly #store: Store;
+  readonly #peers: () => PeersConfig;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #tolerance: number;
+  /** Raw grant tokens by subject (bounded). */
+  readonly #rawGrants = new Map<string, Set<string>>();
+  /** Raw authority revocation tokens. */
+  readonly #rawRevocations = new Set<string>();
+  /** Verified against trusted authorities (expiry not checked): by subject. */
+  #grants = new Map<NodeId, Grant[]>();
+  /** Trusted authority revocations: by revoked node. */
+  #authorityRevocations = new Map<NodeId, Cutoff[]>();
+  #authorityKeys = new Map<string, KeyObject>();
+  #fingerprint = '';
+
+  constructor(opts: { store: Store; peers: () => PeersConfig; log: Logger; now: () => number; clockToleranceMs: number }) {
+    super();
+    this.#store = opts.store;
+    this.#peers = opts.peers;
+    this.#log = opts.log.child({ component: 'trust' });
+    this.#now = opts.now;
+    this.#tolerance = opts.clockToleranceMs;
+  }
+
+  /** Loads stored grants and revocations and verifies them. */
+  async start(): Promise<void> {
+    for await (const [key, value] of this.#store.entries(Space.grant)) this.#remember(this.#rawGrants, key.split('\u0000')[0]!, Buffer.from(value).toString('utf8'));
+    for await (const [, value] of this.#store.entries(Space.revocation)) this.#rawRevocations.add(Buffer.from(value).toString('utf8'));
+    await this.refresh();
+  }
+
+  #remember(map: Map<string, Set<string>>, sub: string, token: string): boolean {
+    const set = map.get(sub) ?? map.set(sub, new Set()).get(sub)!;
+    if (set.has(token)) return false;
+    set.add(token);
+    if (set.size > MAX_GRANTS_PER_ORIGIN) {
+      const oldest = [...set].sort((a, b) => (peekGrant(a)?.exp ?? 0) - (peekGrant(b)?.exp ?? 0))[0]!;
+      set.delete(oldest);
+    }
+    return true;
+  }
+
+  /** Re-verifies everything against the authorities in force (after a peers-file change). */
+  async refresh(): Promise<void> {
+    const authorities = this.#peers().authorities;
+    this.#authorityKeys = new Map(authorities.map((a) => [a.id, importPublicJwk(a.publicKey)]));
+    const grants = new Map<NodeId, Grant[]>();
+    for (const [sub, tokens] of this.#rawGrants) {
+      for (const token of tokens) {
+        const g = await this.#verifyGrant(token, sub as NodeId, false);
+        if (g) (grants.get(g.sub) ?? grants.set(g.sub, []).get(g.sub)!).push(g);
+      }
+    }
+    const revocations = new Map<NodeId, Cutoff[]>();
+    for (const token of this.#rawRevocations) {
+      const peek = peekRevocation(token);
+      const key = peek && this.#authorityKeys.get(peek.iss);
+      if (!key) continue;
+      try {
+        const r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
+        (revocations.get(r.sub) ?? revocations.set(r.sub, []).get(r.sub)!).push(r.cutoff);
+      } catch {
+        // signed by someone else: ignored, so no one can revoke by forging one
+      }
+    }
+    this.#grants = grants;
+    this.#authorityRevocations = revocations;
+    this.#log.debug({ grants: grants.size, revoked: revocations.size }, 'trust refreshed');
+    const fingerprint = JSON.stringify([...revocations].sort()) + JSON.stringify(this.#peers().peers.filter((p) => p.revoked).map((p) => [p.id, p.revoked]));
+    if (fingerprint !== this.#fingerprint) {
+      const first = this.#fingerprint === '';
+      this.#fingerprint = fingerprint;
+      if (!first) this.emit('revocations');
+    }
+  }
+
+  async #verifyGrant(token: string, sub: NodeId, checkExpiry: boolean): Promise<Grant | undefined> {
+    const peek = peekGrant(token);
+    const key = peek && this.#authorityKeys.get(peek.iss);
+    if (!key || peek.sub !== sub) return undefined;
+    try {
+      return await verifyGrant(token, { id: peek.iss as NodeId, key }, { sub, now: this.#now(), clockToleranceMs: this.#tolerance, checkExpiry });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stores grants received from a peer or the grants file; true if any was new. */
+  async addGrants(tokens: readonly string[]): Promise<boolean> {
+    let added = false;
+    for (const token of tokens) {
+      const peek = peekGrant(token);
+      if (!peek || !/^[A-Za-z0-9_-]{43}$/.test(peek.sub)) continue;
+      if (!this.#remember(this.#rawGrants, peek.sub, token)) continue;
+      added = true;
+      const jti = createHash('sha256').update(token).digest('hex').slice(0, 24);
+      await this.#store.write([{ type: 'put', space: Space.grant, key: `${peek.sub}\u0000${jti}`, value: Buffer.from(token) }]);
+    }
+    if (added) await this.refresh();
+    return added;
+  }
+
+  /** Stores revocations (from the grants file or a peer); true if any new one binds this node. */
+  async addRevocations(tokens: readonly string[]): Promise<boolean> {
+    let added = false;
+    for (const token of tokens) {
+      if (this.#rawRevocations.has(token) || this.#rawRevocations.size >= MAX_REVOCATIONS || !peekRevocation(token)) continue;
+      this.#rawRevocations.add(token);
+      added = true;
+      const id = createHash('sha256').update(token).digest('hex').slice(0, 32);
+      await this.#store.write([{ type: 'put', space: Space.revocation, key: id, value: Buffer.from(token) }]);
+    }
+    if (!added) return false;
+    const before = this.#fingerprint;
+    await this.refresh();
+    return before !== this.#fingerprint;
+  }
+
+  /** Raw grants naming `sub` (what a relay passes on with its envelopes). */
+  rawGrantsFor(sub: NodeId): string[] {
+    return [...(this.#rawGrants.get(sub) ?? [])];
+  }
+
+  rawRevocations(): string[] {
+    return [...this.#rawRevocations];
+  }
+
+  /** Trusted grants naming `origin`, expiry not checked (authorship outlives admission). */
+  grantsFor(origin: NodeId): readonly Grant[] {
+    return this.#grants.get(origin) ?? [];
+  }
+
+  /** An unexpired grant from a trusted authority that admits `peer` with `key`, from the tokens it presented. */
+  async admission(peer: NodeId, keyX: string, tokens: readonly string[]): Promise<Grant | undefined> {
+    let best: Grant | undefined;
+    for (const token of tokens) {
+      const g = await this.#verifyGrant(token, peer, true);
+      if (g && g.key.x === keyX && (!best || g.exp > best.exp)) best = g;
+    }
+    return best;
+  }
+
+  /** Every node revoked on this node now. */
+  revokedNodes(): Set<string> {
+    return new Set([...this.#peers().peers.filter((p) => p.revoked).map((p) => p.id as string), ...this.#authorityRevocations.keys()]);
+  }
+
+  /** Whether `node` is revoked on this node (peers file or a trusted authority). */
+  isRevoked(node: NodeId): boolean {
+    return !!this.#peers().peers.find((p) => p.id === node)?.revoked || this.#authorityRevocations.has(node);
+  }
+
+  /** Every cutoff in force for a node. */
+  #cutoffs(node: NodeId): Cutoff[] {
+    const own = this.#peers().peers.find((p) => p.id === node)?.revoked?.cutoff;
+    return [...(own ? [own] : []), ...(this.#authorityRevocations.get(node) ?? [])];
+  }
+
+  /**
+   * How an envelope is treated (DESIGN.md §2): for a revoked origin and a
+   * document named by its revocations, the effective cutoff per feed is the
+   * lowest seq among them (a feed not listed has cutoff 0): up to it applied,
+   * beyond it dropped; for a document no revocation names, quarantined.
+   */
+  treatment(origin: NodeId, doc: DocName, feed: FeedKey, seq: number): Treatment {
+    const cutoffs = this.#cutoffs(origin);
+    if (!cutoffs.length) return 'apply';
+    const hash = docHash(doc);
+    let limit: number | undefined;
+    for (const c of cutoffs) {
+      const named = c[hash] ?? c['*'];
+      if (!named) continue;
+      const n = named[feed] ?? 0;
+      limit = limit === undefined ? n : Math.min(limit, n);
+    }
+    if (limit === undefined) return 'quarantine';
+    return seq <= limit ? 'apply' : 'drop';
+  }
+}
