@@ -6,7 +6,8 @@ import { resolveDataDir } from './init.js';
 import { ConfigError, TesseraError, UsageError, exitCodeFor } from './errors.js';
 import { idCommand, initCommand, tokenCommand } from './commands/node.js';
 import { statusCommand } from './commands/status.js';
-import { peersAddCommand, peersRemoveCommand } from './commands/peers.js';
+import { peersAddCommand, peersRemoveCommand, peersRevokeCommand } from './commands/peers.js';
+import { authorityInitCommand, grantCommand, revokeCommand } from './commands/authority.js';
 import { docGetCommand, docListCommand, verifyCommand } from './commands/docs.js';
 
 const HELP = `tessera: peer-to-peer replication of Yjs documents, signed and encrypted
@@ -23,6 +24,10 @@ Usage: tessera <command> [options]
   verify [--data DIR] [--json]                                  re-check every stored envelope (exit 1 if anything is wrong)
   peers add --entry FILE [--name N] [--url U] [--read GLOB...] [--write GLOB...]
   peers remove NAME|ID
+  peers revoke NAME|ID                                          revoke a peer, keeping what this node holds (prints the cutoff)
+  authority init --out FILE [--name NAME]                       a new authority key; prints its "authorities" entry
+  grant --authority FILE --node ID_FILE --read GLOB... --write GLOB... --ttl DURATION
+  revoke --authority FILE --node ID [--cutoff FILE]             an authority revocation of a node
 
 DIR defaults to $TESSERA_HOME, else ./.tessera.`;
 
@@ -86,6 +91,26 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError('expected "doc list" or "doc get NAME"');
     }
+    case 'authority': {
+      const [sub, ...more] = rest;
+      if (sub !== 'init') throw new UsageError('expected "authority init --out FILE"');
+      const { values } = flags(more, { out: { type: 'string' }, name: { type: 'string' } });
+      if (!values.out) throw new UsageError('authority init needs --out FILE');
+      out(await authorityInitCommand(values.out, values.name ?? 'authority'));
+      return 0;
+    }
+    case 'grant': {
+      const { values } = flags(rest, { authority: { type: 'string' }, node: { type: 'string' }, read: { type: 'string', multiple: true }, write: { type: 'string', multiple: true }, ttl: { type: 'string' } });
+      if (!values.authority || !values.node || !values.ttl) throw new UsageError('grant needs --authority FILE --node ID_FILE --ttl DURATION');
+      out(await grantCommand({ authority: values.authority, node: values.node, read: values.read ?? [], write: values.write ?? [], ttl: values.ttl }));
+      return 0;
+    }
+    case 'revoke': {
+      const { values } = flags(rest, { authority: { type: 'string' }, node: { type: 'string' }, cutoff: { type: 'string' } });
+      if (!values.authority || !values.node) throw new UsageError('revoke needs --authority FILE --node ID');
+      out(await revokeCommand({ authority: values.authority, node: values.node, ...pick(values, 'cutoff') }));
+      return 0;
+    }
     case 'verify': {
       const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
       const { text, ok } = await verifyCommand(resolveDataDir(values.data), values.json ?? false);
@@ -115,7 +140,13 @@ async function peers(args: string[], out: (text: string) => void): Promise<numbe
     out(await peersRemoveCommand(resolveDataDir(values.data), positionals[0]));
     return 0;
   }
-  throw new UsageError(`unknown peers command ${JSON.stringify(sub ?? '')}; expected add or remove`);
+  if (sub === 'revoke') {
+    const { values, positionals } = flags(rest, data, 1);
+    if (!positionals[0]) throw new UsageError('peers revoke needs NAME or ID');
+    out(await peersRevokeCommand(resolveDataDir(values.data), positionals[0]));
+    return 0;
+  }
+  throw new UsageError(`unknown peers command ${JSON.stringify(sub ?? '')}; expected add, remove or revoke`);
 }
 
 function pick<T extends Record<string, unknown>, K extends keyof T>(values: T, ...keys: K[]): { [P in K]?: Exclude<T[P], undefined> } {

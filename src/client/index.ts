@@ -93,6 +93,11 @@ export class TesseraClient {
     return () => abort.abort();
   }
 
+  /** `GET /v1/cutoff?node=ID` (`read:**`): what this node holds of a node's feeds, as a revocation cutoff. */
+  async cutoff(node: string): Promise<Record<string, Record<string, number>>> {
+    return (await this.#json<{ cutoff: Record<string, Record<string, number>> }>('GET', `/v1/cutoff?node=${encodeURIComponent(node)}`)).cutoff;
+  }
+
   /** `GET /v1/status`. */
   status(): Promise<StatusBody> {
     return this.#json<StatusBody>('GET', '/v1/status');

@@ -6,6 +6,13 @@ import { loadNodeConfig, parseJson } from '../config/node-config.js';
 import { parsePeers } from '../config/peers.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/files.js';
+import { clientFor, findDaemon } from './running.js';
+import { Store } from '../store/store.js';
+import { STORE_DIR } from '../init.js';
+import { createLogger } from '../log.js';
+import { cutoffFromStore } from '../sync/cutoff.js';
+import type { Cutoff } from '../config/peers.js';
+import type { NodeId } from '../types.js';
 
 type RawPeers = { peers?: Record<string, unknown>[]; authorities?: unknown[] } & Record<string, unknown>;
 
@@ -67,4 +74,33 @@ export async function peersRemoveCommand(dataDir: string, nameOrId: string): Pro
     raw.peers!.splice(i, 1);
   });
   return removed;
+}
+
+/**
+ * `tessera peers revoke`: writes the entry's `revoked` with the cutoff of what
+ * this node holds (asked of the running node, or read offline) and prints
+ * the cutoff, which `tessera revoke --cutoff` accepts.
+ */
+export async function peersRevokeCommand(dataDir: string, nameOrId: string): Promise<string> {
+  const config = await loadNodeConfig(dataDir);
+  const raw = await readRaw(config.peersFile);
+  const entry = (raw.peers ?? []).find((p) => p.id === nameOrId || p.name === nameOrId);
+  if (!entry) throw new UsageError(`no peer named or with id ${JSON.stringify(nameOrId)}`);
+  const id = String(entry.id) as NodeId;
+  let cutoff: Cutoff;
+  if (await findDaemon(dataDir)) {
+    cutoff = await (await clientFor(dataDir)).cutoff(id);
+  } else {
+    const store = await Store.open(join(dataDir, STORE_DIR), { durability: config.durability, log: createLogger({ level: 'silent' }) });
+    try {
+      cutoff = await cutoffFromStore(store, id);
+    } finally {
+      await store.close();
+    }
+  }
+  await editPeers(dataDir, (r) => {
+    const e = r.peers!.find((p) => p.id === id)!;
+    e.revoked = { at: new Date().toISOString(), cutoff };
+  });
+  return JSON.stringify(cutoff);
 }

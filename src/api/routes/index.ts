@@ -6,6 +6,8 @@ import { metricsRoute, type MetricsSource } from './metrics.js';
 import { HttpError, sendJson } from '../http.js';
 import type { ApiGrant } from '../../tokens/api-token.js';
 import type { VerifyReport } from '../../sync/verify.js';
+import { cutoffFromStore } from '../../sync/cutoff.js';
+import type { NodeId } from '../../types.js';
 
 export interface RouteDeps extends DocRoutesDeps {
   readonly status: (grant: ApiGrant) => Promise<StatusBody>;
@@ -27,6 +29,16 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       handler: async ({ res, grant }) => {
         if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'verify needs a read:** token');
         sendJson(res, 200, await deps.verify());
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/cutoff',
+      handler: async ({ res, grant, url }) => {
+        if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'cutoffs need a read:** token');
+        const node = url.searchParams.get('node') ?? '';
+        if (!/^[A-Za-z0-9_-]{43}$/.test(node)) throw new HttpError(400, 'bad_node', 'node must be a node id');
+        sendJson(res, 200, { cutoff: await cutoffFromStore(deps.store, node as NodeId) });
       },
     },
   ];
