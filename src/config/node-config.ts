@@ -37,6 +37,7 @@ export const DEFAULTS = {
   grantWarning: '7d',
   docIdleTimeout: '5m',
   snapshotEvery: 500,
+  maxPeerBytesPerSecond: 64 * 1024 * 1024,
 } as const;
 
 const FileSchema = z.strictObject({
@@ -64,6 +65,7 @@ const FileSchema = z.strictObject({
   grantWarning: duration.optional(),
   docIdleTimeout: duration.optional(),
   snapshotEvery: bytes.optional(),
+  maxPeerBytesPerSecond: bytes.optional(),
 });
 
 export type NodeConfigFile = z.infer<typeof FileSchema>;
@@ -96,6 +98,7 @@ export interface NodeConfig {
   readonly grantWarning: number;
   readonly docIdleTimeout: number;
   readonly snapshotEvery: number;
+  readonly maxPeerBytesPerSecond: number;
 }
 
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -137,6 +140,7 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     grantWarning: ms(c.grantWarning, DEFAULTS.grantWarning),
     docIdleTimeout: ms(c.docIdleTimeout, DEFAULTS.docIdleTimeout),
     snapshotEvery: c.snapshotEvery ?? DEFAULTS.snapshotEvery,
+    maxPeerBytesPerSecond: c.maxPeerBytesPerSecond ?? DEFAULTS.maxPeerBytesPerSecond,
   };
   // Timers cannot wait longer than 2^31-1 ms (about 24.8 days).
   for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout'] as const) {

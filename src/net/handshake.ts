@@ -32,6 +32,7 @@ export interface HandshakeSettings {
   readonly maxFrameBytes: number;
   readonly maxQueuedBytes: number;
   readonly heartbeatMs: number;
+  readonly maxPeerBytesPerSecond: number;
   readonly now: () => number;
   readonly replay: ReplayCache;
   readonly log: Logger;
@@ -157,6 +158,7 @@ function sessionOptions(s: HandshakeSettings, ws: WebSocket, pre: PreAuth, o: { 
     maxFrameBytes: s.maxFrameBytes,
     maxQueuedBytes: s.maxQueuedBytes,
     heartbeatMs: s.heartbeatMs,
+    maxBytesPerSecond: s.maxPeerBytesPerSecond,
     remote: o.remote,
     log: s.log,
   });

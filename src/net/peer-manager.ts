@@ -82,6 +82,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       maxFrameBytes: c.maxFrameBytes,
       maxQueuedBytes: c.maxQueuedBytes,
       heartbeatMs: c.heartbeatInterval,
+      maxPeerBytesPerSecond: c.maxPeerBytesPerSecond,
       now: opts.now,
       replay: new ReplayCache({ now: opts.now }),
       log: opts.log,

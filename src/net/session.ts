@@ -31,6 +31,8 @@ export interface SessionOptions {
   readonly maxFrameBytes: number;
   readonly maxQueuedBytes: number;
   readonly heartbeatMs: number;
+  /** Inbound bytes per second this peer may send on average (2 s of burst). */
+  readonly maxBytesPerSecond: number;
   readonly remote: string;
   readonly log: Logger;
 }
@@ -62,6 +64,11 @@ export class Session extends EventEmitter<SessionEvents> {
   #queued = 0;
   #alive = true;
   #heartbeat: NodeJS.Timeout | undefined;
+  #bucket: number;
+  #refilled = Date.now();
+  #paused: NodeJS.Timeout | undefined;
+  /** [when, ms] of recent throttling pauses, for the "persists" test. */
+  readonly #throttles: [number, number][] = [];
   #expiry: NodeJS.Timeout | undefined;
 
   constructor(ws: WebSocket, opts: SessionOptions) {
@@ -73,6 +80,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.dialler = opts.dialler;
     this.expiresAt = opts.expiresAt;
     this.remote = opts.remote;
+    this.#bucket = 2 * opts.maxBytesPerSecond;
     this.#seal = new FrameCipher(opts.sendKey);
     this.#open = new FrameCipher(opts.recvKey);
     this.#log = opts.log.child({ component: 'session', peer: opts.peer, role: opts.role });
@@ -134,6 +142,7 @@ export class Session extends EventEmitter<SessionEvents> {
     try {
       if (!isBinary) throw new PeerRefusal(Close.protocolError, 'text frame after the handshake');
       if (data.byteLength > this.#opts.maxFrameBytes) throw new PeerRefusal(Close.frameTooLarge, `frame over ${this.#opts.maxFrameBytes} bytes`);
+      this.#meter(data.byteLength);
       const message = decodeMessage(this.#open.open(data));
       if (!this.#ready) {
         if (message.type !== 'grants') throw new PeerRefusal(Close.protocolError, 'the first message must be grants');
@@ -152,6 +161,35 @@ export class Session extends EventEmitter<SessionEvents> {
         this.close(Close.protocolError, 'internal error handling a message');
       }
     }
+  }
+
+  /**
+   * Token bucket on inbound bytes: a peer over its rate is throttled (reading
+   * pauses, at most a second at a time so heartbeats still get through); one
+   * that stays over it for more than half of 30 seconds is disconnected.
+   */
+  #meter(bytes: number): void {
+    const rate = this.#opts.maxBytesPerSecond;
+    const now = Date.now();
+    this.#bucket = Math.min(2 * rate, this.#bucket + ((now - this.#refilled) / 1000) * rate);
+    this.#refilled = now;
+    this.#bucket -= bytes;
+    if (this.#bucket >= 0 || this.#paused) return;
+    const ms = Math.min(1000, Math.ceil((-this.#bucket / rate) * 1000));
+    this.#throttles.push([now, ms]);
+    while (this.#throttles.length && this.#throttles[0]![0] < now - 30_000) this.#throttles.shift();
+    const throttled = this.#throttles.reduce((n, [, d]) => n + d, 0);
+    if (throttled > 15_000) throw new PeerRefusal(Close.rateLimited, `over ${rate} bytes/s for most of 30 s`);
+    this.#ws.pause();
+    this.#paused = setTimeout(() => {
+      this.#paused = undefined;
+      if (!this.#closed) this.#ws.resume();
+    }, ms);
+  }
+
+  /** Times this session has been throttled in the last 30 s (metrics, tests). */
+  get throttles(): number {
+    return this.#throttles.length;
   }
 
   #beat(): void {
@@ -181,6 +219,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#expiry);
+    clearTimeout(this.#paused);
     // A peer that never completes the close handshake must not hold the socket.
     setTimeout(() => this.#ws.terminate(), 2000).unref();
     this.emit('close', code, reason);

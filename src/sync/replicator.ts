@@ -37,6 +37,7 @@ const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 8 * 1024 * 1024;
 const ANNOUNCE_CHUNK = 5000;
+const MAX_TASKS = 100_000;
 
 /**
  * The sync protocol over one session (DESIGN.md §5), driven by the sender:
@@ -141,6 +142,11 @@ export class Replicator {
     if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.has(`${env.doc}\u0000${env.feed}`)) return;
     if ((theirs[env.feed] ?? 0) >= env.seq) return;
     this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
+    if (this.#tasks.length >= MAX_TASKS) {
+      // The peer cannot keep up: drop it; its next session catches up from vectors.
+      this.#o.session.close(Close.slowPeer, `more than ${MAX_TASKS} envelopes waiting to be sent`);
+      return;
+    }
     this.#tasks.push({ kind: 'one', env });
     void this.#pump();
   }

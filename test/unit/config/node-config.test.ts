@@ -61,6 +61,7 @@ describe('tessera.json defaults', () => {
       grantWarning: 7 * 86_400_000,
       docIdleTimeout: 300_000,
       snapshotEvery: 500,
+      maxPeerBytesPerSecond: 64 * 1024 * 1024,
     });
   });
 
@@ -105,6 +106,7 @@ describe('tessera.json keys', () => {
       grantWarning: '3d',
       docIdleTimeout: '10m',
       snapshotEvery: 50,
+      maxPeerBytesPerSecond: 2048,
     });
     expect(c).toEqual({
       file: FILE,
@@ -133,6 +135,7 @@ describe('tessera.json keys', () => {
       grantWarning: 3 * 86_400_000,
       docIdleTimeout: 600_000,
       snapshotEvery: 50,
+      maxPeerBytesPerSecond: 2048,
     });
   });
 
@@ -197,7 +200,7 @@ describe('tessera.json refusals name the file and the JSON path', () => {
     refused({ listen: null }, '$.listen');
   });
 
-  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxUnauthenticated', 'handshakesPerMinute', 'snapshotEvery'])(
+  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxUnauthenticated', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
     'a bad count for %s (zero, negative, fraction, string)',
     (key) => {
       for (const v of [0, -1, 1.5, '1024', null]) refused({ [key]: v }, `$.${key}`);
