@@ -156,7 +156,7 @@ export class Daemon {
         log,
         authenticate,
         routes,
-        upgrade: (req, socket, head, url) => (yjs.handles(url) ? yjs.upgrade(req, socket, head, url) : refuseUpgrade(socket, 404, 'Not Found')),
+        upgrade: (req, socket, head, url, rawPath) => (yjs.handles(rawPath) ? yjs.upgrade(req, socket, head, url, rawPath) : refuseUpgrade(socket, 404, 'Not Found')),
       });
       await api.start().catch((err: unknown) => {
         throw bindError(err, config.file, '$.api', config.api);

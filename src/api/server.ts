@@ -26,7 +26,7 @@ export type Route =
   | { readonly method: string; readonly docRoute: '' | '/state' | '/updates' | '/events' | '/authors'; readonly handler: RouteHandler };
 
 /** Upgrade handler for the WebSocket routes; it owns the socket once called. */
-export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, rawPath: string) => void;
 
 export interface ApiServerOptions {
   readonly address: HostPort;
@@ -90,23 +90,27 @@ export class ApiServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!hostAllowed(req.headers.host, this.address)) throw new HttpError(421, 'misdirected', 'Host header names neither this API nor a loopback name');
     const url = new URL(req.url ?? '/', 'http://api.invalid');
-    if (url.pathname === '/healthz') {
+    const rawPath = rawPathOf(req);
+    if (rawPath === '/healthz') {
       if (req.method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
       return;
     }
-    const match = this.#match(req.method ?? 'GET', url);
-    const grant = await this.#opts.authenticate(bearer(req) ?? url.searchParams.get('token') ?? undefined);
-    if (!match) throw new HttpError(404, 'not_found', `no route for ${req.method} ${url.pathname}`);
+    const match = this.#match(req.method ?? 'GET', rawPath);
+    // `?token=` only where a browser cannot set a header: the SSE stream (and the WebSocket route).
+    const queryToken = match && 'docRoute' in match.route && match.route.docRoute === '/events' ? url.searchParams.get('token') : null;
+    const grant = await this.#opts.authenticate(bearer(req) ?? queryToken ?? undefined);
+    if (!match) throw new HttpError(404, 'not_found', `no route for ${req.method} ${rawPath}`);
     const doc = match.rawDoc === undefined ? undefined : parseDocName(match.rawDoc);
     await match.route.handler({ req, res, url, grant, doc });
   }
 
-  #match(method: string, url: URL): { route: Route; rawDoc?: string } | undefined {
-    const m = DOC_PATH.exec(url.pathname);
+  /** Routes match the raw path (DESIGN.md §7), so `.` and `..` reach the name check instead of being resolved away. */
+  #match(method: string, rawPath: string): { route: Route; rawDoc?: string } | undefined {
+    const m = DOC_PATH.exec(rawPath);
     for (const route of this.#opts.routes) {
       if ('path' in route) {
-        if (route.path === url.pathname && route.method === method) return { route };
+        if (route.path === rawPath && route.method === method) return { route };
       } else if (m && route.method === method && route.docRoute === (m[2] ?? '')) {
         return { route, rawDoc: m[1]! };
       }
@@ -120,7 +124,7 @@ export class ApiServer {
     const url = new URL(req.url ?? '/', 'http://api.invalid');
     if (!this.#opts.upgrade) return refuseUpgrade(socket, 404, 'Not Found');
     try {
-      this.#opts.upgrade(req, socket, head, url);
+      this.#opts.upgrade(req, socket, head, url, rawPathOf(req));
     } catch (err) {
       this.#log.error({ err }, 'upgrade handler failed');
       socket.destroy();
@@ -132,6 +136,13 @@ export class ApiServer {
     this.#log.error({ err }, 'API request failed');
     sendError(res, new HttpError(500, 'internal', 'internal error'));
   }
+}
+
+/** The request path as sent, before any normalisation, without the query. */
+export function rawPathOf(req: IncomingMessage): string {
+  const raw = req.url ?? '/';
+  const q = raw.indexOf('?');
+  return q < 0 ? raw : raw.slice(0, q);
 }
 
 function bearer(req: IncomingMessage): string | undefined {

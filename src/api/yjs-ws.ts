@@ -14,6 +14,8 @@ import { StoreError } from '../errors.js';
 import { UpdateDecodeError } from '../yjs/parse.js';
 import { HttpError } from './http.js';
 import { parseDocName, refuseUpgrade } from './server.js';
+import { longTimeout } from '../util/timers.js';
+import { guardFrameSize } from './frame-guard.js';
 
 const MESSAGE_SYNC = 0;
 const MESSAGE_AWARENESS = 1;
@@ -67,22 +69,26 @@ export class YjsEndpoint {
   constructor(opts: YjsEndpointOptions) {
     this.#o = opts;
     this.#log = opts.log.child({ component: 'yjs-ws' });
-    this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 2 * opts.maxUpdateBytes + 64 * 1024 });
+    this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * opts.maxUpdateBytes + 64 * 1024 });
   }
 
-  /** Handles an upgrade on `/v1/yjs/...`; anything else is not ours. */
-  handles(url: URL): boolean {
-    return url.pathname.startsWith('/v1/yjs/');
+  /** Handles an upgrade on `/v1/yjs/...` (the raw path); anything else is not ours. */
+  handles(rawPath: string): boolean {
+    return rawPath.startsWith('/v1/yjs/');
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, rawPath: string): void {
     const origin = req.headers.origin;
     if (origin !== undefined && !this.#o.allowedOrigins.includes(origin) && !this.#o.allowedOrigins.includes('*')) {
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => undefined);
-      void this.#accept(ws, req, url).catch((err: unknown) => {
+      guardFrameSize(socket, this.#o.maxUpdateBytes + 64, () => {
+        ws.close(WsClose.tooLarge, `message exceeds ${this.#o.maxUpdateBytes} bytes`);
+        setTimeout(() => ws.terminate(), 1000).unref();
+      });
+      void this.#accept(ws, req, url, rawPath).catch((err: unknown) => {
         const [code, reason] = closeFor(err);
         if (code === 1011) this.#log.error({ err }, 'y-websocket connection failed');
         ws.close(code, reason);
@@ -90,7 +96,7 @@ export class YjsEndpoint {
     });
   }
 
-  async #accept(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
+  async #accept(ws: WebSocket, req: IncomingMessage, url: URL, rawPath: string): Promise<void> {
     // Messages are queued from the first moment: the app sends its sync step 1
     // while this side is still checking the token and loading the document.
     let ready!: (r: { room: Room; grant: ApiGrant; doc: DocName }) => void;
@@ -112,19 +118,20 @@ export class YjsEndpoint {
     });
     const header = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const grant = await this.#o.authenticate(header ?? url.searchParams.get('token') ?? undefined);
-    const doc = parseDocName(url.pathname.slice('/v1/yjs/'.length));
+    // The rest of the raw path is the name, slashes included (WebsocketProvider does not encode the room).
+    const doc = parseDocName(rawPath.slice('/v1/yjs/'.length));
     if (!grant.covers('read', doc)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
     if (ws.readyState !== ws.OPEN) return;
     const room = await this.#join(doc, ws);
-    const expiry = setTimeout(() => ws.close(WsClose.unauthorized, 'token expired'), Math.max(0, grant.expiresAt - this.#o.now()));
+    const expiry = longTimeout(() => ws.close(WsClose.unauthorized, 'token expired'), grant.expiresAt - this.#o.now());
     ws.on('close', () => {
       closed = true;
-      clearTimeout(expiry);
+      expiry.cancel();
       this.#leave(doc, room, ws);
     });
     if (ws.readyState !== ws.OPEN) {
       closed = true;
-      clearTimeout(expiry);
+      expiry.cancel();
       this.#leave(doc, room, ws);
       return;
     }

@@ -213,7 +213,14 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   async #dial(peer: NodeId, url: string): Promise<void> {
     const entry = this.#byId.get(peer);
     if (!entry || entry.revoked) throw new PeerRefusal(Close.peerRemoved, 'no longer in the peers file');
-    const session = await dialHandshake(url, { id: peer, key: entry.publicKey }, this.#settings, this.#opts.grants);
+    let session: Session;
+    try {
+      session = await dialHandshake(url, { id: peer, key: entry.publicKey }, this.#settings, this.#opts.grants);
+      this.#count('ok');
+    } catch (err) {
+      this.#count(err instanceof PeerRefusal ? err.kind.name : err instanceof RemoteClosed ? 'refused_by_peer' : 'unreachable');
+      throw err;
+    }
     await this.#whenReady(session);
   }
 

@@ -152,6 +152,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         Y.applyUpdate(live.ydoc, update);
       }
     }
+    const deferred = await store.getJson<[number, [number, number][]][]>(Space.parked, `deferred\u0000${doc}`);
+    if (deferred) live.deferredDeletes = new Map(deferred);
     for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) {
       const { token } = decodeEnvelopeValue(value);
       live.dropped.push(...readEnvelopeClaims(token).clients);
@@ -238,9 +240,12 @@ export class Docs extends EventEmitter<DocsEvents> {
       }
     }
     const merged = mergeBounded(batch.map((w) => w.update));
+    const before = deferredKey(live);
     const signed = this.#newPart(live, merged, refusedRanges);
-    if (!signed) return { ...live.vector };
-    await this.#commitLocal(live, signed.update, signed.parsed);
+    // Deferred deletions are acknowledged with the write: durable in the same batch.
+    const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
+    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);
+    else await this.#o.store.write(deferredOps);
     return { ...live.vector };
   }
 
@@ -316,7 +321,7 @@ export class Docs extends EventEmitter<DocsEvents> {
    * client ranges than fit one envelope token is split into several
    * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
    */
-  async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate): Promise<void> {
+  async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = []): Promise<void> {
     const parts = splitByClients(update, parsed);
     const envs: StoredEnvelope[] = [];
     const ops: StoreOp[] = [];
@@ -337,7 +342,7 @@ export class Docs extends EventEmitter<DocsEvents> {
       ops.push(...overlapOps(live, env, part.parsed));
     }
     const vector = { ...live.vector, [this.#ownFeed]: seq };
-    await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops]);
+    await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
     live.vector = vector;
     for (const env of envs) Y.applyUpdate(live.ydoc, env.update);
     this.#afterCommit(live, envs, undefined);
@@ -558,8 +563,11 @@ export class Docs extends EventEmitter<DocsEvents> {
   /** Signs deletions that were waiting for their items, once they are here. */
   async #flushDeferred(live: LiveDoc): Promise<void> {
     const empty = new Uint8Array([0, 0]);
+    const before = deferredKey(live);
     const signed = this.#newPart(live, empty, []);
-    if (signed) await this.#commitLocal(live, signed.update, signed.parsed);
+    const ops: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
+    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, ops);
+    else await this.#o.store.write(ops);
   }
 
   /**
@@ -655,6 +663,16 @@ export class Docs extends EventEmitter<DocsEvents> {
       await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
     }
   }
+}
+
+function deferredKey(live: LiveDoc): string {
+  return JSON.stringify([...live.deferredDeletes]);
+}
+
+/** The op that stores (or clears) a document's deferred deletions. */
+function deferredOp(live: LiveDoc): StoreOp {
+  const key = `deferred\u0000${live.name}`;
+  return live.deferredDeletes.size ? { type: 'put', space: Space.parked, key, value: json.encode([...live.deferredDeletes]) } : { type: 'del', space: Space.parked, key };
 }
 
 /** Client ranges per envelope: keeps every token well under its size limit. */

@@ -3,6 +3,7 @@ import { HttpError } from '../http.js';
 import type { Docs } from '../../sync/docs.js';
 import type { DocName } from '../../types.js';
 import type { Vector } from '../../store/records.js';
+import { longTimeout } from '../../util/timers.js';
 
 /**
  * `GET /v1/docs/{name}/events`: Server-Sent Events, one `change` event per
@@ -16,18 +17,18 @@ export function eventsRoute(docs: Docs, now: () => number): Route {
     handler: async ({ req, res, grant, doc }) => {
       if (!grant.covers('read', doc!)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-      res.write(': tessera change stream\n\n');
+      res.flushHeaders();
       const onChange = (changed: DocName, vector: Vector) => {
         if (changed === doc) res.write(`event: change\ndata: ${JSON.stringify({ doc, vector })}\n\n`);
       };
       docs.on('change', onChange);
       const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      const expiry = setTimeout(() => res.end('event: expired\ndata: {}\n\n'), Math.max(0, grant.expiresAt - now()));
+      const expiry = longTimeout(() => res.end(), grant.expiresAt - now());
       req.socket.setTimeout(0);
       await new Promise<void>((resolve) => res.once('close', resolve));
       docs.off('change', onChange);
       clearInterval(keepAlive);
-      clearTimeout(expiry);
+      expiry.cancel();
     },
   };
 }
