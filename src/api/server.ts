@@ -61,7 +61,7 @@ export class ApiServer {
   }
 
   async start(): Promise<void> {
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1000 }, (req, res) => {
       this.#handle(req, res).catch((err) => this.#fail(res, err));
     });
     server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));

@@ -108,7 +108,10 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       maxPayload: this.#opts.config.maxFrameBytes,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
-    const server = createServer((_req, res) => res.writeHead(426, { connection: 'close' }).end('Tessera peers speak WebSocket (tessera.v1)\n'));
+    const server = createServer(
+      { connectionsCheckingInterval: Math.max(100, Math.min(1000, this.#opts.config.handshakeTimeout / 2)) },
+      (_req, res) => res.writeHead(426, { connection: 'close' }).end('Tessera peers speak WebSocket (tessera.v1)\n'),
+    );
     server.headersTimeout = this.#opts.config.handshakeTimeout;
     server.requestTimeout = this.#opts.config.handshakeTimeout;
     server.on('upgrade', (req, socket, head) => this.#upgrade(wss, req, socket, head));
@@ -356,6 +359,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     const refuse = (kind: CloseKind, detail: string) => {
       this.#count(kind.name);
       wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', () => undefined);
         ws.close(kind.code, closeReason(kind, detail));
         setTimeout(() => ws.terminate(), 1000).unref();
       });
