@@ -90,7 +90,8 @@ export class Dialer {
       const delay = permanent
         ? backoffDelay(this.#attempt, REFUSED_BASE_MS, this.#o.refusedReconnectMaxMs, this.#o.random)
         : backoffDelay(this.#attempt, BASE_MS, this.#o.reconnectMaxMs, this.#o.random);
-      this.#o.log.info({ err: describe(err), retryInMs: delay }, permanent ? 'peer refused us; retrying much later' : 'dial failed; retrying');
+      const code = err instanceof RemoteClosed ? err.code : err instanceof PeerRefusal ? err.kind.code : undefined;
+      this.#o.log.info({ err: describe(err), code, retryInMs: delay }, permanent ? 'peer refused us; retrying much later' : 'dial failed; retrying');
       if (!this.#o.connected()) this.#o.onState(permanent ? 'refused' : 'disconnected');
       if (!this.#stopped) this.#schedule(delay, force && this.#o.connected());
     } finally {

@@ -44,7 +44,9 @@ export type Admission =
   | { readonly kind: 'grant' }
   | { readonly kind: 'refuse'; readonly refusal: PeerRefusal };
 
+/** Frames a peer may send after its last handshake message, before the session takes over (its first grants). */
 const MAX_EARLY_FRAMES = 4;
+const MAX_EARLY_BYTES = 1024 * 1024;
 
 /**
  * Reads the handshake's text frames one at a time, with a deadline and a cap
@@ -62,6 +64,7 @@ class PreAuth {
 
   readonly #expected: number;
   #received = 0;
+  #earlyBytes = 0;
   readonly #early: Buffer[] = [];
 
   /** `expected`: how many handshake frames the peer sends; frames after them are kept for the session. */
@@ -74,7 +77,10 @@ class PreAuth {
       if (this.#received >= this.#expected) {
         // The peer's first session frame (grants), sent right after its last
         // handshake message; bounded by maxFrameBytes and a frame count.
-        if (this.#early.length >= MAX_EARLY_FRAMES) return this.#fail(new PeerRefusal(Close.protocolError, 'too many frames before the session started'));
+        this.#earlyBytes += buf.byteLength;
+        if (this.#early.length >= MAX_EARLY_FRAMES || this.#earlyBytes > MAX_EARLY_BYTES) {
+          return this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${MAX_EARLY_BYTES} bytes sent before the session started`));
+        }
         this.#early.push(buf);
         return;
       }
@@ -97,9 +103,9 @@ class PreAuth {
     // frame that never completes cannot buffer past the cap.
     const socket = (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket;
     socket?.on('data', (chunk: Buffer) => {
-      if (this.#done || this.#received >= this.#expected) return;
+      if (this.#done) return;
       this.#raw += chunk.byteLength;
-      if (this.#raw > s.maxPreAuthBytes + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
+      if (this.#raw > s.maxPreAuthBytes + MAX_EARLY_BYTES + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
     });
   }
 
@@ -208,7 +214,8 @@ export async function acceptHandshake(
     const th3 = transcript(th2, m3bytes);
     const keys = deriveSessionKeys(eph.privateKey, hello.epk, th3);
     const session = sessionOptions(s, ws, pre, { peer: hello.from, role: 'listener', dialler: hello.from, sendKey: keys.l2d, recvKey: keys.d2l, ttlS: Math.min(ttlS, v.payload.sttl), remote });
-    session.send(ownGrants());
+    // A peer admitted by grant hears nothing until its grant is verified (the caller sends then).
+    if (admission.kind === 'pinned') session.send(ownGrants());
     return { session, admission, peerKey: headerKey };
   } catch (err) {
     pre.finish();

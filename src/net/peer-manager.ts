@@ -242,6 +242,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
           if (grantKey) {
             session.grant = await this.#opts.trust.admission(session.peer, grantKey.x, grants.grants);
             if (!session.grant) return session.close(Close.grantRequired, 'no valid grant from a trusted authority for this key');
+            session.send(this.#opts.grants());
           }
           this.#pending.delete(session);
           this.#install(session);

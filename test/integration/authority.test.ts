@@ -51,7 +51,8 @@ describe('cluster authority', () => {
     await setPeers(hub, [], [admin.entry]);
     await writeGrants(fresh, [await grantFor(other, fresh, ['**'], ['**'])]);
     await setPeers(fresh, [entryFor(hub)]);
-    await waitUntil(() => fresh.lines.some((l) => l.msg === 'session closed' && l.code === 4019), { what: 'fresh closed with 4019' });
+    await waitUntil(() => fresh.lines.some((l) => l.msg === 'peer refused us; retrying much later' && l.code === 4019), { what: 'fresh refused with 4019' });
+    expect(await peerState(fresh, hub)).toBe('refused');
     expect(hub.lines.some((l) => l.msg === 'session established')).toBe(false);
     expect((await status(hub)).peers).toEqual([]);
   });
