@@ -126,6 +126,7 @@ export class Daemon {
       cleanup.unshift(() => docs.stop());
       const sync = new SyncService({ peers, docs, store, policy, log });
       sync.start();
+      await sync.reconcile();
       await peers.start().catch((err: unknown) => {
         throw bindError(err, config.file, '$.listen', config.listen);
       });

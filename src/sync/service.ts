@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { PeerManager } from '../net/peer-manager.js';
 import type { Session } from '../net/session.js';
-import type { Store } from '../store/store.js';
+import { Space, json, type Store } from '../store/store.js';
 import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { Replicator, type SyncCounters } from './replicator.js';
@@ -33,10 +33,21 @@ export class SyncService {
       for (const r of this.#replicators.values()) r.onEnvelope(env, from);
     });
     const trust = this.#policy.trust;
-    this.#revoked = trust.revokedNodes();
     trust.on('revocations', () => {
       this.#changes = this.#changes.then(() => this.#onRevocations()).catch((err) => this.#log.error({ err }, 'applying a revocation change failed'));
     });
+  }
+
+  /**
+   * At start: if the revocations in force differ from those the documents
+   * were last derived under (a revocation stored just before a crash, or a
+   * peers file edited while the node was stopped), rebuild now.
+   */
+  async reconcile(): Promise<void> {
+    const applied = await this.#store.getJson<{ fingerprint: string; revoked: string[] }>(Space.meta, 'revocations');
+    const trust = this.#policy.trust;
+    this.#revoked = new Set(applied?.revoked ?? []);
+    if ((applied?.fingerprint ?? '') !== trust.fingerprint) await this.#onRevocations();
   }
 
   #revoked = new Set<string>();
@@ -55,6 +66,7 @@ export class SyncService {
     await this.#peers.recheck();
     for (const r of this.#replicators.values()) r.sendGrants([], trust.rawRevocations());
     await this.#docs.rebuild(affected);
+    await this.#store.write([{ type: 'put', space: Space.meta, key: 'revocations', value: json.encode({ fingerprint: trust.fingerprint, revoked: [...now] }) }]);
     this.refresh();
   }
 

@@ -169,6 +169,11 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     return best;
   }
 
+  /** Identifies the revocations in force (changes whenever they do). */
+  get fingerprint(): string {
+    return this.#fingerprint;
+  }
+
   /** Every node revoked on this node now. */
   revokedNodes(): Set<string> {
     return new Set([...this.#peers().peers.filter((p) => p.revoked).map((p) => p.id as string), ...this.#authorityRevocations.keys()]);
