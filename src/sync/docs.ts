@@ -154,10 +154,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     const deferred = await store.getJson<[number, [number, number][]][]>(Space.parked, `deferred\u0000${doc}`);
     if (deferred) live.deferredDeletes = new Map(deferred);
-    for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) {
-      const { token } = decodeEnvelopeValue(value);
-      live.dropped.push(...readEnvelopeClaims(token).clients);
-    }
+    for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#noteDropped(live, decodeEnvelopeValue(value));
     this.#live.set(doc, live);
     this.#evictOverflow();
     return live;
@@ -226,10 +223,15 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   async #signBatch(live: LiveDoc, batch: LocalWrite[]): Promise<Vector> {
     const refusedRanges: [number, number, number][] = [];
+    let launders = false;
     for (const w of batch) {
       const parsed = parseUpdate(w.update);
+      // Laundering (DESIGN.md §2): structs of dropped ranges, or built on them, are never signed for an app.
       for (const st of parsed.structs) {
-        if (st.kind === 10 || !live.dropped.some(([c, from, to]) => c === st.client && st.clock < to && st.clock + st.length > from)) continue;
+        if (st.kind === 10) continue;
+        const own = inDropped(live.dropped, st.client, st.clock, st.clock + st.length);
+        if (!own && !dependsOnDropped(live.dropped, st)) continue;
+        launders ||= own;
         w.refused.push({ client: st.client, from: st.clock, to: st.clock + st.length, reason: 'revoked', origins: [] });
         refusedRanges.push([st.client, st.clock, st.clock + st.length]);
       }
@@ -241,7 +243,8 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     const merged = mergeBounded(batch.map((w) => w.update));
     const before = deferredKey(live);
-    const signed = this.#newPart(live, merged, refusedRanges);
+    // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
+    const signed = this.#newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
     const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);
@@ -256,7 +259,7 @@ export class Docs extends EventEmitter<DocsEvents> {
    * it does not hold are deferred until they arrive. Undefined when nothing
    * is new.
    */
-  #newPart(live: LiveDoc, update: Uint8Array, refused: [number, number, number][]): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+  #newPart(live: LiveDoc, update: Uint8Array, refused: [number, number, number][], blockedDeletes?: readonly [number, number, number][]): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
     const ydoc = live.ydoc;
     const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
     const parsedDiff = parseUpdate(diff);
@@ -285,7 +288,12 @@ export class Docs extends EventEmitter<DocsEvents> {
       }
       if (cursor < end) addDelete(live.deferredDeletes, client, cursor, end);
     };
-    for (const [client, ranges] of original.deletes) for (const [clock, len] of ranges) consider(client, clock, len);
+    for (const [client, ranges] of original.deletes) {
+      for (const [clock, len] of ranges) {
+        if (blockedDeletes && inDropped(blockedDeletes, client, clock, clock + len)) continue;
+        consider(client, clock, len);
+      }
+    }
     // Deferred deletions whose items have arrived since.
     const deferred = live.deferredDeletes;
     live.deferredDeletes = new Map();
@@ -442,7 +450,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (dropped.length) {
       // Kept apart, for verify and in case the cutoffs change; never applied or forwarded.
       await this.#o.store.write(dropped.map((e) => ({ type: 'put', space: Space.dropped, key: envelopeKey(e.doc, e.feed, e.seq), value: encodeEnvelopeValue(e.token, e.update) })));
-      for (const e of dropped) live.dropped.push(...readEnvelopeClaims(e.token).clients);
+      for (const e of dropped) this.#noteDropped(live, e);
     }
     if (!accepted.length) return;
     const ops: StoreOp[] = envelopeOps(accepted.map((a) => a.env), new Map([[live.name, vector]]));
@@ -460,6 +468,10 @@ export class Docs extends EventEmitter<DocsEvents> {
         this.emit('alarm', { doc: live.name, kind: 'quarantined', origins: [feedOrigin(a.env.feed)], peer: from });
         continue;
       }
+      if (live.dropped.length && a.parsed.structs.some((st) => st.kind !== 10 && inDropped(live.dropped, st.client, st.clock, st.clock + st.length))) {
+        // Another origin re-carries dropped content: it is now its attributable author.
+        this.emit('alarm', { doc: live.name, kind: 'relaundered', origins: [feedOrigin(a.env.feed)], peer: from });
+      }
       const { update, refused } = await this.#filterOverlaps(live, a.parsed, a.env.update, feedOrigin(a.env.feed), from);
       if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
       try {
@@ -469,8 +481,15 @@ export class Docs extends EventEmitter<DocsEvents> {
       }
     }
     out.accepted += accepted.length;
+    this.#alarmBlocked(live, from);
     this.#afterCommit(live, accepted.map((a) => a.env), from);
     if (live.deferredDeletes.size) await this.#flushDeferred(live);
+  }
+
+  /** Remembers a dropped envelope's struct ranges and deletions (for the laundering checks). */
+  #noteDropped(live: LiveDoc, env: { token: string; update: Uint8Array }): void {
+    live.dropped.push(...readEnvelopeClaims(env.token).clients);
+    for (const [client, ranges] of parseUpdate(env.update).deletes) for (const [clock, len] of ranges) live.droppedDeletes.push([client, clock, clock + len]);
   }
 
   #treatment(env: { doc: DocName; feed: FeedKey; seq: number }) {
@@ -541,6 +560,17 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (this.#live.get(live.name) === live) this.#live.delete(live.name);
     live.ydoc.destroy();
     this.emit('change', live.name, vector);
+  }
+
+  /** Honest edits that wait on dropped content stay pending; an alarm names their clients. */
+  #alarmBlocked(live: LiveDoc, from: NodeId | undefined): void {
+    if (!live.dropped.length) return;
+    const pending = live.ydoc.store.pendingStructs;
+    if (!pending) return;
+    const blocked = [...pending.missing].filter(([client, clock]) => inDropped(live.dropped, client, clock, clock + 1)).map(([client]) => client);
+    if (!blocked.length) return;
+    const clients = pendingRanges(live.ydoc).map(([c]) => String(c));
+    this.emit('alarm', { doc: live.name, kind: 'blocked_on_dropped', origins: clients, peer: from ?? null });
   }
 
   /** Structs (in clock units) waiting in the pending sets of loaded documents. */
@@ -663,6 +693,17 @@ export class Docs extends EventEmitter<DocsEvents> {
       await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
     }
   }
+}
+
+/** Whether [from, to) of `client` intersects any of the ranges. */
+function inDropped(ranges: readonly (readonly [number, number, number])[], client: number, from: number, to: number): boolean {
+  return ranges.some(([c, a, b]) => c === client && from < b && to > a);
+}
+
+/** Whether a struct's origin, right origin or parent item lies in a dropped range. */
+function dependsOnDropped(ranges: readonly (readonly [number, number, number])[], st: ParsedStruct): boolean {
+  const ids = [st.origin, st.rightOrigin, Array.isArray(st.parent) ? st.parent : null];
+  return ids.some((id) => id !== null && inDropped(ranges, id[0]!, id[1]!, id[1]! + 1));
 }
 
 function deferredKey(live: LiveDoc): string {

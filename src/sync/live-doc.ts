@@ -42,6 +42,8 @@ export class LiveDoc {
   readonly overlap = new OverlapIndex();
   /** [client, from, to) ranges of dropped envelopes (beyond a revocation cutoff): never signed again for an app. */
   readonly dropped: [number, number, number][] = [];
+  /** [client, from, to) deletions made by dropped envelopes. */
+  readonly droppedDeletes: [number, number, number][] = [];
   /** Deletions from local apps of items this node does not hold yet. */
   deferredDeletes: DeleteRanges = new Map();
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
