@@ -155,6 +155,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const deferred = await store.getJson<[number, [number, number][]][]>(Space.parked, `deferred\u0000${doc}`);
     if (deferred) live.deferredDeletes = new Map(deferred);
     for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#noteDropped(live, decodeEnvelopeValue(value));
+    this.#alarmBlocked(live, undefined);
     this.#live.set(doc, live);
     this.#evictOverflow();
     return live;
