@@ -38,6 +38,7 @@ export const DEFAULTS = {
   docIdleTimeout: '5m',
   snapshotEvery: 500,
   maxPeerBytesPerSecond: 64 * 1024 * 1024,
+  announceInterval: '5m',
 } as const;
 
 const FileSchema = z.strictObject({
@@ -66,6 +67,7 @@ const FileSchema = z.strictObject({
   docIdleTimeout: duration.optional(),
   snapshotEvery: bytes.optional(),
   maxPeerBytesPerSecond: bytes.optional(),
+  announceInterval: duration.optional(),
 });
 
 export type NodeConfigFile = z.infer<typeof FileSchema>;
@@ -99,6 +101,7 @@ export interface NodeConfig {
   readonly docIdleTimeout: number;
   readonly snapshotEvery: number;
   readonly maxPeerBytesPerSecond: number;
+  readonly announceInterval: number;
 }
 
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -141,9 +144,10 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     docIdleTimeout: ms(c.docIdleTimeout, DEFAULTS.docIdleTimeout),
     snapshotEvery: c.snapshotEvery ?? DEFAULTS.snapshotEvery,
     maxPeerBytesPerSecond: c.maxPeerBytesPerSecond ?? DEFAULTS.maxPeerBytesPerSecond,
+    announceInterval: ms(c.announceInterval, DEFAULTS.announceInterval),
   };
   // Timers cannot wait longer than 2^31-1 ms (about 24.8 days).
-  for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout'] as const) {
+  for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout', 'announceInterval'] as const) {
     if (config[key] > MAX_TIMER_MS) throw new ConfigError(file, `$.${key}`, 'must be at most "24d"');
   }
   if (config.maxFrameBytes < config.maxUpdateBytes + 64 * 1024) {

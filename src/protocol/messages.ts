@@ -23,10 +23,13 @@ export interface GrantsMessage {
   readonly revocations: readonly string[];
 }
 
+/** One announced document: its name, a hash of the sender's vector and, for a document the sender has loaded, the digest of its state. */
+export type AnnounceEntry = readonly [name: string, vectorHash: string] | readonly [name: string, vectorHash: string, digest: string];
+
 /** Documents the receiver may read, each with a hash of the sender's vector. */
 export interface AnnounceMessage {
   readonly type: 'announce';
-  readonly docs: readonly (readonly [name: string, vectorHash: string])[];
+  readonly docs: readonly AnnounceEntry[];
 }
 
 /** The receiver's full vector for each announced document whose hash differs. */
@@ -134,8 +137,10 @@ function decodeAnnounce(body: Uint8Array): AnnounceMessage {
   const v = parseJsonBody(body) as { docs?: unknown };
   if (!Array.isArray(v.docs)) throw new PeerRefusal(Close.protocolError, 'announce.docs must be a list');
   const docs = v.docs.map((d) => {
-    if (!Array.isArray(d) || d.length !== 2 || typeof d[1] !== 'string' || d[1].length > 64) throw new PeerRefusal(Close.protocolError, 'announce entries are [name, vectorHash]');
-    return [docName(d[0], 'announce'), d[1]] as const;
+    if (!Array.isArray(d) || (d.length !== 2 && d.length !== 3) || typeof d[1] !== 'string' || d[1].length > 64 || (d.length === 3 && (typeof d[2] !== 'string' || d[2].length > 64))) {
+      throw new PeerRefusal(Close.protocolError, 'announce entries are [name, vectorHash] or [name, vectorHash, digest]');
+    }
+    return (d.length === 3 ? [docName(d[0], 'announce'), d[1], d[2]] : [docName(d[0], 'announce'), d[1]]) as AnnounceEntry;
   });
   return { type: 'announce', docs };
 }

@@ -664,7 +664,18 @@ export class Docs extends EventEmitter<DocsEvents> {
   /** SHA-256 of the document's encoded state: equal on every node that holds the same envelopes. */
   async digest(doc: DocName): Promise<string> {
     const live = await this.open(doc);
-    return createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+    live.digest ??= createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+    return live.digest;
+  }
+
+  /** The digest of a document if it is loaded (announcing never loads a document). */
+  async loadedDigest(doc: DocName): Promise<string | undefined> {
+    return this.#live.has(doc) ? this.digest(doc) : undefined;
+  }
+
+  /** Raises an alarm (for checks made outside this class, such as the digest backstop). */
+  alarm(alarm: { doc: DocName; kind: string; origins: string[]; peer: string | null }): void {
+    this.emit('alarm', alarm);
   }
 
   async #sweep(): Promise<void> {

@@ -56,9 +56,13 @@ export class LiveDoc {
   users = 0;
   #chain: Promise<unknown> = Promise.resolve();
 
+  /** SHA-256 of the encoded state, cached until the document changes. */
+  digest: string | undefined;
+
   constructor(name: DocName, vector: Vector) {
     this.name = name;
     this.vector = vector;
+    this.ydoc.on('update', () => (this.digest = undefined));
   }
 
   /** Runs `fn` after every earlier operation on this document has finished. */

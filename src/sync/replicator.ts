@@ -4,7 +4,7 @@ import type { Session } from '../net/session.js';
 import type { Store } from '../store/store.js';
 import { readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
 import { Close } from '../protocol/close-codes.js';
-import type { SessionMessage } from '../protocol/messages.js';
+import type { AnnounceEntry, SessionMessage } from '../protocol/messages.js';
 import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
@@ -93,10 +93,12 @@ export class Replicator {
 
   /** Announces every document the peer may read, in messages of bounded size. */
   async #announce(): Promise<void> {
-    let docs: [string, string][] = [];
+    let docs: AnnounceEntry[] = [];
     for (const name of this.#o.docs.names()) {
       if (!this.#o.policy.mayRead(this.#peer, name)) continue;
-      docs.push([name, vectorHash(await this.#o.docs.vector(name))]);
+      const hash = vectorHash(await this.#o.docs.vector(name));
+      const digest = await this.#o.docs.loadedDigest(name);
+      docs.push(digest ? [name, hash, digest] : [name, hash]);
       if (docs.length >= ANNOUNCE_CHUNK) {
         this.#send({ type: 'announce', docs });
         docs = [];
@@ -122,6 +124,15 @@ export class Replicator {
   stop(): void {
     this.#stopped = true;
     this.#tasks.length = 0;
+    clearInterval(this.#reannounce);
+  }
+
+  #reannounce: NodeJS.Timeout | undefined;
+
+  /** Announces again every `ms`: catches anything a lost message left behind, and re-checks digests. */
+  announceEvery(ms: number): void {
+    this.#reannounce = setInterval(() => void this.#announce().catch((err) => this.#log.error({ err }, 're-announcing failed')), ms);
+    this.#reannounce.unref();
   }
 
   /** Envelopes this node holds that the peer is not known to hold, over the documents it wanted. */
@@ -189,13 +200,21 @@ export class Replicator {
     }
   }
 
-  async #onAnnounce(docs: readonly (readonly [string, string])[]): Promise<void> {
+  async #onAnnounce(docs: readonly AnnounceEntry[]): Promise<void> {
     const want: Record<string, Vector> = {};
-    for (const [name, hash] of docs) {
+    for (const [name, hash, digest] of docs) {
       const doc = name as DocName;
       if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
       const ours = await this.#o.docs.vector(doc);
-      if (vectorHash(ours) !== hash) want[doc] = ours;
+      if (vectorHash(ours) !== hash) {
+        want[doc] = ours;
+        continue;
+      }
+      // The backstop (DESIGN.md §4): equal vectors with different state digests.
+      const mine = digest === undefined ? undefined : await this.#o.docs.loadedDigest(doc);
+      if (mine !== undefined && mine !== digest) {
+        this.#o.docs.alarm({ doc, kind: 'digest_mismatch', origins: [], peer: this.#peer });
+      }
     }
     if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
   }

@@ -19,7 +19,10 @@ export class SyncService {
   readonly #replicators = new Map<Session, Replicator>();
   readonly counters: SyncCounters = { envelopesIn: 0, envelopesOut: 0, refused: new Map(), bytesIn: 0, bytesOut: 0 };
 
-  constructor(opts: { peers: PeerManager; docs: Docs; store: Store; policy: Policy; log: Logger }) {
+  readonly #announceInterval: number;
+
+  constructor(opts: { peers: PeerManager; docs: Docs; store: Store; policy: Policy; log: Logger; announceInterval: number }) {
+    this.#announceInterval = opts.announceInterval;
     this.#peers = opts.peers;
     this.#docs = opts.docs;
     this.#store = opts.store;
@@ -77,6 +80,7 @@ export class SyncService {
 
   #attach(session: Session): void {
     const r = new Replicator({ session, docs: this.#docs, store: this.#store, policy: this.#policy, log: this.#log, counters: this.counters });
+    r.announceEvery(this.#announceInterval);
     this.#replicators.set(session, r);
     session.once('close', () => {
       r.stop();

@@ -62,6 +62,7 @@ describe('tessera.json defaults', () => {
       docIdleTimeout: 300_000,
       snapshotEvery: 500,
       maxPeerBytesPerSecond: 64 * 1024 * 1024,
+      announceInterval: 300_000,
     });
   });
 
@@ -107,6 +108,7 @@ describe('tessera.json keys', () => {
       docIdleTimeout: '10m',
       snapshotEvery: 50,
       maxPeerBytesPerSecond: 2048,
+      announceInterval: '1m',
     });
     expect(c).toEqual({
       file: FILE,
@@ -136,6 +138,7 @@ describe('tessera.json keys', () => {
       docIdleTimeout: 600_000,
       snapshotEvery: 50,
       maxPeerBytesPerSecond: 2048,
+      announceInterval: 60_000,
     });
   });
 
