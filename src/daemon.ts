@@ -97,7 +97,7 @@ export class Daemon {
     try {
       const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log });
       let peersNow = peersConfig;
-      const trust = new Trust({ store, peers: () => peersNow, log, now, clockToleranceMs: config.clockTolerance });
+      const trust = new Trust({ store, peers: () => peersNow, log, now });
       await trust.start();
       await trust.addGrants(grants.grants);
       await trust.addRevocations(grants.revocations);

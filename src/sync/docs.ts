@@ -8,10 +8,12 @@ import { feedKey } from '../types.js';
 import { Space, json, type Store, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
-import { buildUpdate, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
 import { EnvelopeError, readEnvelopeClaims, signEnvelope, updateHash, verifyEnvelope, type EnvelopeClaims } from './envelope.js';
 import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
-import { feedOrigin, structAt, unitAt } from './overlap.js';
+import { feedOrigin } from './overlap.js';
+import { filterOverlaps } from './equivocation.js';
+import { dependsOnDropped, inDropped, mergeBounded, newPart, pendingRanges, undeletedRuns } from './new-part.js';
+import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
 
 export interface DocsOptions {
@@ -49,7 +51,6 @@ export interface ReceiveOutcome {
   rewant: Set<DocName>;
 }
 
-const MERGE_GROUP = 64;
 const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -148,7 +149,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         live.vector[feed] = env.seq;
         if (this.#treatment(env) !== 'apply') continue;
         const parsed = parseUpdate(env.update);
-        const { update } = await this.#filterOverlaps(live, parsed, env.update, feedOrigin(feed), undefined);
+        const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
+        this.#alarmEquivocation(live, refused, undefined);
         Y.applyUpdate(live.ydoc, update);
       }
     }
@@ -236,7 +238,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         w.refused.push({ client: st.client, from: st.clock, to: st.clock + st.length, reason: 'revoked', origins: [] });
         refusedRanges.push([st.client, st.clock, st.clock + st.length]);
       }
-      const { refused } = await this.#filterOverlaps(live, parsed, w.update, this.#o.identity.id, undefined);
+      const { refused } = await filterOverlaps(this.#o.store, live, parsed, w.update, this.#o.identity.id);
+      this.#alarmEquivocation(live, refused, undefined);
       for (const r of refused) {
         w.refused.push(r);
         refusedRanges.push([r.client, r.from, r.to]);
@@ -245,84 +248,12 @@ export class Docs extends EventEmitter<DocsEvents> {
     const merged = mergeBounded(batch.map((w) => w.update));
     const before = deferredKey(live);
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
-    const signed = this.#newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined);
+    const signed = newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
     const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);
     else await this.#o.store.write(deferredOps);
     return { ...live.vector };
-  }
-
-  /**
-   * Exactly what is new to this node in an update: structs beyond its state
-   * vector that are not pending here or refused, and deletions of items it
-   * holds (or this update brings) that are not deleted yet. Deletions of items
-   * it does not hold are deferred until they arrive. Undefined when nothing
-   * is new.
-   */
-  #newPart(live: LiveDoc, update: Uint8Array, refused: [number, number, number][], blockedDeletes?: readonly [number, number, number][]): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
-    const ydoc = live.ydoc;
-    const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
-    const parsedDiff = parseUpdate(diff);
-    const pending = pendingRanges(ydoc);
-    const inRanges = (ranges: readonly [number, number, number][], s: ParsedStruct) => ranges.some(([c, from, to]) => c === s.client && s.clock < to && s.clock + s.length > from);
-    const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !inRanges(pending, s) && !inRanges(refused, s));
-    const newStructEnd = new Map<number, [number, number][]>();
-    for (const s of kept) (newStructEnd.get(s.client) ?? newStructEnd.set(s.client, []).get(s.client)!).push([s.clock, s.clock + s.length]);
-    const deletes: DeleteRanges = new Map();
-    const original = parseUpdate(update);
-    const addDelete = (m: DeleteRanges, c: number, from: number, to: number) => {
-      if (to > from) (m.get(c) ?? m.set(c, []).get(c)!).push([from, to - from]);
-    };
-    const consider = (client: number, clock: number, len: number) => {
-      const state = Y.getState(ydoc.store, client);
-      const end = clock + len;
-      // Held in the doc: delete what is not deleted yet.
-      for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(end, state))) addDelete(deletes, client, from, to);
-      // Brought by this update: delete it along with it.
-      for (const [from, to] of newStructEnd.get(client) ?? []) addDelete(deletes, client, Math.max(from, clock, state), Math.min(to, end));
-      // Neither: defer until the items arrive.
-      let cursor = Math.max(clock, state);
-      for (const [from, to] of [...(newStructEnd.get(client) ?? [])].sort((a, b) => a[0] - b[0])) {
-        if (from > cursor) addDelete(live.deferredDeletes, client, cursor, Math.min(from, end));
-        cursor = Math.max(cursor, to);
-      }
-      if (cursor < end) addDelete(live.deferredDeletes, client, cursor, end);
-    };
-    for (const [client, ranges] of original.deletes) {
-      for (const [clock, len] of ranges) {
-        if (blockedDeletes && inDropped(blockedDeletes, client, clock, clock + len)) continue;
-        consider(client, clock, len);
-      }
-    }
-    // Deferred deletions whose items have arrived since.
-    const deferred = live.deferredDeletes;
-    live.deferredDeletes = new Map();
-    for (const [client, ranges] of normalizeDeletes(deferred)) {
-      for (const [clock, len] of ranges) {
-        const state = Y.getState(ydoc.store, client);
-        for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(clock + len, state))) addDelete(deletes, client, from, to);
-        if (clock + len > state) addDelete(live.deferredDeletes, client, Math.max(clock, state), clock + len);
-      }
-    }
-    normalizeDeletes(live.deferredDeletes);
-    this.#boundDeferred(live);
-    normalizeDeletes(deletes);
-    if (kept.length === 0 && deletes.size === 0) return undefined;
-    const signed = buildUpdate(diff, kept, deletes);
-    return { update: signed, parsed: parseUpdate(signed) };
-  }
-
-  #boundDeferred(live: LiveDoc): void {
-    const max = this.#o.maxDeferredRanges ?? 10_000;
-    let n = 0;
-    for (const [client, ranges] of live.deferredDeletes) {
-      n += ranges.length;
-      if (n > max) {
-        live.deferredDeletes.delete(client);
-        this.#log.warn({ doc: live.name }, 'deferred deletions over their bound; dropping the oldest client');
-      }
-    }
   }
 
   /**
@@ -473,7 +404,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         // Another origin re-carries dropped content: it is now its attributable author.
         this.emit('alarm', { doc: live.name, kind: 'relaundered', origins: [feedOrigin(a.env.feed)], peer: from });
       }
-      const { update, refused } = await this.#filterOverlaps(live, a.parsed, a.env.update, feedOrigin(a.env.feed), from);
+      const { update, refused } = await filterOverlaps(this.#o.store, live, a.parsed, a.env.update, feedOrigin(a.env.feed));
+      this.#alarmEquivocation(live, refused, from);
       if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
       try {
         Y.applyUpdate(live.ydoc, update);
@@ -563,6 +495,10 @@ export class Docs extends EventEmitter<DocsEvents> {
     this.emit('change', live.name, vector);
   }
 
+  #alarmEquivocation(live: LiveDoc, refused: readonly RefusedPart[], peer: NodeId | undefined): void {
+    for (const r of refused) this.emit('alarm', { doc: live.name, kind: 'equivocation', origins: [...r.origins], peer: peer ?? null });
+  }
+
   /** Honest edits that wait on dropped content stay pending; an alarm names their clients. */
   #alarmBlocked(live: LiveDoc, from: NodeId | undefined): void {
     if (!live.dropped.length) return;
@@ -595,61 +531,10 @@ export class Docs extends EventEmitter<DocsEvents> {
   async #flushDeferred(live: LiveDoc): Promise<void> {
     const empty = new Uint8Array([0, 0]);
     const before = deferredKey(live);
-    const signed = this.#newPart(live, empty, []);
+    const signed = newPart(live, empty, [], undefined, this.#o.maxDeferredRanges);
     const ops: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, ops);
     else await this.#o.store.write(ops);
-  }
-
-  /**
-   * The equivocation check (DESIGN.md §4): structs that overlap what this
-   * document already holds under the same (client, clock) must be the same;
-   * a struct that differs is not applied and an alarm names both origins.
-   */
-  async #filterOverlaps(live: LiveDoc, parsed: ParsedUpdate, update: Uint8Array, origin: NodeId, peer: NodeId | undefined): Promise<{ update: Uint8Array; refused: RefusedPart[] }> {
-    const refused: RefusedPart[] = [];
-    const keep: ParsedStruct[] = [];
-    const cache = new Map<string, { source: Uint8Array; parsed: ParsedUpdate }>();
-    for (const s of parsed.structs) {
-      if (s.kind === 10) continue;
-      const held = Y.getState(live.ydoc.store, s.client);
-      if (s.clock >= held) {
-        keep.push(s);
-        continue;
-      }
-      const other = await this.#mismatch(live, s, update, Math.min(held, s.clock + s.length), cache);
-      if (other === undefined) keep.push(s);
-      else refused.push({ client: s.client, from: s.clock, to: s.clock + s.length, reason: 'equivocation', origins: [origin, other] });
-    }
-    if (!refused.length) return { update, refused };
-    for (const r of refused) {
-      this.emit('alarm', { doc: live.name, kind: 'equivocation', origins: [...r.origins], peer: peer ?? null });
-    }
-    return { update: buildUpdate(update, keep, new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]))), refused };
-  }
-
-  /** The origin of a held struct that differs from `s` in [s.clock, until), or undefined if all match. */
-  async #mismatch(live: LiveDoc, s: ParsedStruct, source: Uint8Array, until: number, cache: Map<string, { source: Uint8Array; parsed: ParsedUpdate }>): Promise<string | undefined> {
-    for (const entry of live.overlap.find(s.client, s.clock, until)) {
-      const k = `${entry.feed}#${entry.seq}`;
-      let held = cache.get(k);
-      if (!held) {
-        const env = await readEnvelope(this.#o.store, live.name, entry.feed, entry.seq);
-        if (!env) continue;
-        held = { source: env.update, parsed: parseUpdate(env.update) };
-        cache.set(k, held);
-      }
-      const from = Math.max(s.clock, entry.from);
-      const to = Math.min(until, entry.to);
-      for (let clock = from; clock < to; clock++) {
-        const hs = structAt(held.parsed.structs, s.client, clock);
-        if (!hs || hs === undefined) continue;
-        const a = unitAt(source, s, clock);
-        const b = unitAt(held.source, hs, clock);
-        if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
-      }
-    }
-    return undefined;
   }
 
   // ---- snapshots, unloading ----------------------------------------------
@@ -707,116 +592,3 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 }
 
-/** Whether [from, to) of `client` intersects any of the ranges. */
-function inDropped(ranges: readonly (readonly [number, number, number])[], client: number, from: number, to: number): boolean {
-  return ranges.some(([c, a, b]) => c === client && from < b && to > a);
-}
-
-/** Whether a struct's origin, right origin or parent item lies in a dropped range. */
-function dependsOnDropped(ranges: readonly (readonly [number, number, number])[], st: ParsedStruct): boolean {
-  const ids = [st.origin, st.rightOrigin, Array.isArray(st.parent) ? st.parent : null];
-  return ids.some((id) => id !== null && inDropped(ranges, id[0]!, id[1]!, id[1]! + 1));
-}
-
-function deferredKey(live: LiveDoc): string {
-  return JSON.stringify([...live.deferredDeletes]);
-}
-
-/** The op that stores (or clears) a document's deferred deletions. */
-function deferredOp(live: LiveDoc): StoreOp {
-  const key = `deferred\u0000${live.name}`;
-  return live.deferredDeletes.size ? { type: 'put', space: Space.parked, key, value: json.encode([...live.deferredDeletes]) } : { type: 'del', space: Space.parked, key };
-}
-
-/** Client ranges per envelope: keeps every token well under its size limit. */
-export const MAX_RANGES_PER_ENVELOPE = 400;
-
-function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { update: Uint8Array; parsed: ParsedUpdate }[] {
-  if (structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
-  const byClient = new Map<number, ParsedStruct[]>();
-  for (const st of parsed.structs) if (st.kind !== 10) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
-  const groups: ParsedStruct[][] = [];
-  let current: ParsedStruct[] = [];
-  let ranges = 0;
-  for (const structs of byClient.values()) {
-    const n = structRanges(structs).length;
-    if (ranges + n > MAX_RANGES_PER_ENVELOPE && current.length) {
-      groups.push(current);
-      current = [];
-      ranges = 0;
-    }
-    current.push(...structs);
-    ranges += n;
-  }
-  groups.push(current);
-  const deletes = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
-  return groups.map((g, i) => {
-    const part = buildUpdate(update, g, i === groups.length - 1 ? deletes : new Map());
-    return { update: part, parsed: parseUpdate(part) };
-  });
-}
-
-function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): StoreOp[] {
-  const ops: StoreOp[] = [];
-  for (const [client, from, to] of structRanges(parsed.structs)) {
-    const entry = { from, to, feed: env.feed, seq: env.seq };
-    live.overlap.add(client, entry);
-    ops.push({ type: 'put', space: Space.overlap, key: `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${from.toString(16).padStart(14, '0')}`, value: json.encode(entry) });
-  }
-  return ops;
-}
-
-/** Runs of clocks in [from, to) of `client` whose items are not deleted in the doc. */
-function undeletedRuns(ydoc: Y.Doc, client: number, from: number, to: number): [number, number][] {
-  const runs: [number, number][] = [];
-  if (to <= from) return runs;
-  const structs = ydoc.store.clients.get(client);
-  if (!structs) return runs;
-  let i = Y.findIndexSS(structs, from);
-  for (; i < structs.length; i++) {
-    const s = structs[i]!;
-    if (s.id.clock >= to) break;
-    if (!s.deleted) {
-      const a = Math.max(from, s.id.clock);
-      const b = Math.min(to, s.id.clock + s.length);
-      const last = runs[runs.length - 1];
-      if (last && last[1] === a) last[1] = b;
-      else runs.push([a, b]);
-    }
-  }
-  return runs;
-}
-
-/** [client, from, to) ranges of the structs waiting in the doc's pending set. */
-function pendingRanges(ydoc: Y.Doc): [number, number, number][] {
-  const pending = ydoc.store.pendingStructs;
-  if (!pending) return [];
-  const meta = Y.parseUpdateMetaV2(pending.update);
-  return [...meta.from].map(([client, from]) => [client, from, meta.to.get(client) ?? from] as [number, number, number]);
-}
-
-/** Y.mergeUpdates is superlinear in the number of updates: merge in bounded groups. */
-export function mergeBounded(updates: Uint8Array[]): Uint8Array {
-  if (updates.length === 1) return updates[0]!;
-  let level = updates;
-  while (level.length > 1) {
-    const next: Uint8Array[] = [];
-    for (let i = 0; i < level.length; i += MERGE_GROUP) next.push(Y.mergeUpdates(level.slice(i, i + MERGE_GROUP)));
-    level = next;
-  }
-  return level[0]!;
-}
-
-function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
-  const v = Buffer.from(JSON.stringify(vector));
-  const out = new Uint8Array(4 + v.length + state.length);
-  new DataView(out.buffer).setUint32(0, v.length);
-  out.set(v, 4);
-  out.set(state, 4 + v.length);
-  return out;
-}
-
-function decodeSnapshot(bytes: Uint8Array): { vector: Vector; state: Uint8Array } {
-  const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  return { vector: JSON.parse(Buffer.from(bytes.subarray(4, 4 + len)).toString('utf8')) as Vector, state: bytes.subarray(4 + len) };
-}

@@ -52,7 +52,7 @@ export function peekGrant(token: string): { iss: string; sub: string; exp: numbe
  * key whose thumbprint is `sub`. `checkExpiry` is true for admission and
  * false for trusting what the node wrote while it was admitted (DESIGN.md §10).
  */
-export async function verifyGrant(token: string, authority: { id: NodeId; key: KeyObject }, opts: { sub: NodeId; now: number; clockToleranceMs: number; checkExpiry: boolean }): Promise<Grant> {
+export async function verifyGrant(token: string, authority: { id: NodeId; key: KeyObject }, opts: { sub: NodeId; now: number; checkExpiry: boolean }): Promise<Grant> {
   if (token.length > MAX_TOKEN_BYTES) throw new TokenError('ERR_GRANT_INVALID', 'grant too large');
   let payload: JWTPayload;
   try {
@@ -62,7 +62,8 @@ export async function verifyGrant(token: string, authority: { id: NodeId; key: K
       issuer: authority.id,
       subject: opts.sub,
       requiredClaims: ['iss', 'sub', 'iat', 'exp', 'jti', 'cnf', 'read', 'write'],
-      clockTolerance: Math.ceil(opts.clockToleranceMs / 1000),
+      // Admission ends exactly at exp, as the session watching it does.
+      clockTolerance: 0,
       // Authorship outlives admission: an expired grant still vouches for what was written under it.
       currentDate: new Date(opts.checkExpiry ? opts.now : 0),
     }));

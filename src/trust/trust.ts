@@ -30,7 +30,6 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   readonly #peers: () => PeersConfig;
   readonly #log: Logger;
   readonly #now: () => number;
-  readonly #tolerance: number;
   /** Raw grant tokens by subject (bounded). */
   readonly #rawGrants = new Map<string, Set<string>>();
   /** Raw authority revocation tokens. */
@@ -42,13 +41,12 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   #authorityKeys = new Map<string, KeyObject>();
   #fingerprint = '';
 
-  constructor(opts: { store: Store; peers: () => PeersConfig; log: Logger; now: () => number; clockToleranceMs: number }) {
+  constructor(opts: { store: Store; peers: () => PeersConfig; log: Logger; now: () => number }) {
     super();
     this.#store = opts.store;
     this.#peers = opts.peers;
     this.#log = opts.log.child({ component: 'trust' });
     this.#now = opts.now;
-    this.#tolerance = opts.clockToleranceMs;
   }
 
   /** Loads stored grants and revocations and verifies them. */
@@ -108,7 +106,7 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     const key = peek && this.#authorityKeys.get(peek.iss);
     if (!key || peek.sub !== sub) return undefined;
     try {
-      return await verifyGrant(token, { id: peek.iss as NodeId, key }, { sub, now: this.#now(), clockToleranceMs: this.#tolerance, checkExpiry });
+      return await verifyGrant(token, { id: peek.iss as NodeId, key }, { sub, now: this.#now(), checkExpiry });
     } catch {
       return undefined;
     }

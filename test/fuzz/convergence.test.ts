@@ -31,7 +31,7 @@ async function cluster(n: number): Promise<Node[]> {
     const dir = await mkdtemp(join(tmpdir(), 'tessera-prop-'));
     const store = await Store.open(dir, { durability: 'relaxed', log });
     const peers: PeersConfig = { peers: pairs.filter((p) => p !== pair).map((p) => ({ id: p.id, publicKey: p.publicJwk, read: ['**'], write: ['**'] })), authorities: [] };
-    const trust = new Trust({ store, peers: () => peers, log, now: Date.now, clockToleranceMs: 30_000 });
+    const trust = new Trust({ store, peers: () => peers, log, now: Date.now });
     await trust.start();
     const docs = new Docs({ store, identity: pair, policy: new Policy(pair, () => peers, trust, () => undefined), log, now: Date.now, maxDocsInMemory: 10, docIdleTimeoutMs: 3_600_000, snapshotEvery: 7 });
     await docs.start();

@@ -1,0 +1,69 @@
+import { Space, json, type StoreOp } from '../store/store.js';
+import { structRanges, parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
+import { buildUpdate } from '../yjs/build.js';
+import type { StoredEnvelope, Vector } from '../store/records.js';
+import type { LiveDoc } from './live-doc.js';
+
+/** What a document keeps in the store besides its envelopes: deferred deletions, overlap index entries, snapshots. */
+
+export function deferredKey(live: LiveDoc): string {
+  return JSON.stringify([...live.deferredDeletes]);
+}
+
+/** The op that stores (or clears) a document's deferred deletions. */
+export function deferredOp(live: LiveDoc): StoreOp {
+  const key = `deferred\u0000${live.name}`;
+  return live.deferredDeletes.size ? { type: 'put', space: Space.parked, key, value: json.encode([...live.deferredDeletes]) } : { type: 'del', space: Space.parked, key };
+}
+
+/** Client ranges per envelope: keeps every token well under its size limit. */
+export const MAX_RANGES_PER_ENVELOPE = 400;
+
+export function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { update: Uint8Array; parsed: ParsedUpdate }[] {
+  if (structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
+  const byClient = new Map<number, ParsedStruct[]>();
+  for (const st of parsed.structs) if (st.kind !== 10) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
+  const groups: ParsedStruct[][] = [];
+  let current: ParsedStruct[] = [];
+  let ranges = 0;
+  for (const structs of byClient.values()) {
+    const n = structRanges(structs).length;
+    if (ranges + n > MAX_RANGES_PER_ENVELOPE && current.length) {
+      groups.push(current);
+      current = [];
+      ranges = 0;
+    }
+    current.push(...structs);
+    ranges += n;
+  }
+  groups.push(current);
+  const deletes = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
+  return groups.map((g, i) => {
+    const part = buildUpdate(update, g, i === groups.length - 1 ? deletes : new Map());
+    return { update: part, parsed: parseUpdate(part) };
+  });
+}
+
+export function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): StoreOp[] {
+  const ops: StoreOp[] = [];
+  for (const [client, from, to] of structRanges(parsed.structs)) {
+    const entry = { from, to, feed: env.feed, seq: env.seq };
+    live.overlap.add(client, entry);
+    ops.push({ type: 'put', space: Space.overlap, key: `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${from.toString(16).padStart(14, '0')}`, value: json.encode(entry) });
+  }
+  return ops;
+}
+
+export function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
+  const v = Buffer.from(JSON.stringify(vector));
+  const out = new Uint8Array(4 + v.length + state.length);
+  new DataView(out.buffer).setUint32(0, v.length);
+  out.set(v, 4);
+  out.set(state, 4 + v.length);
+  return out;
+}
+
+export function decodeSnapshot(bytes: Uint8Array): { vector: Vector; state: Uint8Array } {
+  const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  return { vector: JSON.parse(Buffer.from(bytes.subarray(4, 4 + len)).toString('utf8')) as Vector, state: bytes.subarray(4 + len) };
+}

@@ -1,0 +1,138 @@
+import * as Y from 'yjs';
+import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
+import { buildUpdate, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
+import type { LiveDoc } from './live-doc.js';
+
+/**
+ * Computing what is new to a node in an app's update (DESIGN.md §4): the
+ * doc's `update` event and `Y.diffUpdate` alone both sign too much.
+ */
+
+/** [client, from, to) */
+export type Range = readonly [number, number, number];
+
+/**
+ * Exactly what is new to this node in an update: structs beyond its state
+ * vector that are not pending here or refused, and deletions of items it
+ * holds (or this update brings) that are not deleted yet. Deletions of items
+ * it does not hold are deferred until they arrive. Undefined when nothing
+ * is new.
+ */
+export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+  const ydoc = live.ydoc;
+  const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
+  const parsedDiff = parseUpdate(diff);
+  const pending = pendingRanges(ydoc);
+  const inRanges = (ranges: readonly Range[], s: ParsedStruct) => ranges.some(([c, from, to]) => c === s.client && s.clock < to && s.clock + s.length > from);
+  const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !inRanges(pending, s) && !inRanges(refused, s));
+  const newStructEnd = new Map<number, [number, number][]>();
+  for (const s of kept) (newStructEnd.get(s.client) ?? newStructEnd.set(s.client, []).get(s.client)!).push([s.clock, s.clock + s.length]);
+  const deletes: DeleteRanges = new Map();
+  const original = parseUpdate(update);
+  const addDelete = (m: DeleteRanges, c: number, from: number, to: number) => {
+    if (to > from) (m.get(c) ?? m.set(c, []).get(c)!).push([from, to - from]);
+  };
+  const consider = (client: number, clock: number, len: number) => {
+    const state = Y.getState(ydoc.store, client);
+    const end = clock + len;
+    // Held in the doc: delete what is not deleted yet.
+    for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(end, state))) addDelete(deletes, client, from, to);
+    // Brought by this update: delete it along with it.
+    for (const [from, to] of newStructEnd.get(client) ?? []) addDelete(deletes, client, Math.max(from, clock, state), Math.min(to, end));
+    // Neither: defer until the items arrive.
+    let cursor = Math.max(clock, state);
+    for (const [from, to] of [...(newStructEnd.get(client) ?? [])].sort((a, b) => a[0] - b[0])) {
+      if (from > cursor) addDelete(live.deferredDeletes, client, cursor, Math.min(from, end));
+      cursor = Math.max(cursor, to);
+    }
+    if (cursor < end) addDelete(live.deferredDeletes, client, cursor, end);
+  };
+  for (const [client, ranges] of original.deletes) {
+    for (const [clock, len] of ranges) {
+      if (blockedDeletes && inDropped(blockedDeletes, client, clock, clock + len)) continue;
+      consider(client, clock, len);
+    }
+  }
+  // Deferred deletions whose items have arrived since.
+  const deferred = live.deferredDeletes;
+  live.deferredDeletes = new Map();
+  for (const [client, ranges] of normalizeDeletes(deferred)) {
+    for (const [clock, len] of ranges) {
+      const state = Y.getState(ydoc.store, client);
+      for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(clock + len, state))) addDelete(deletes, client, from, to);
+      if (clock + len > state) addDelete(live.deferredDeletes, client, Math.max(clock, state), clock + len);
+    }
+  }
+  normalizeDeletes(live.deferredDeletes);
+  boundDeferred(live, maxDeferred);
+  normalizeDeletes(deletes);
+  if (kept.length === 0 && deletes.size === 0) return undefined;
+  const signed = buildUpdate(diff, kept, deletes);
+  return { update: signed, parsed: parseUpdate(signed) };
+}
+
+/** Keeps deferred deletions within their bound (the oldest client's go first). */
+function boundDeferred(live: LiveDoc, max: number): void {
+  let n = 0;
+  for (const [client, ranges] of live.deferredDeletes) {
+    n += ranges.length;
+    if (n > max) {
+      live.deferredDeletes.delete(client);
+    }
+  }
+}
+
+/** Runs of clocks in [from, to) of `client` whose items are not deleted in the doc. */
+export function undeletedRuns(ydoc: Y.Doc, client: number, from: number, to: number): [number, number][] {
+  const runs: [number, number][] = [];
+  if (to <= from) return runs;
+  const structs = ydoc.store.clients.get(client);
+  if (!structs) return runs;
+  let i = Y.findIndexSS(structs, from);
+  for (; i < structs.length; i++) {
+    const s = structs[i]!;
+    if (s.id.clock >= to) break;
+    if (!s.deleted) {
+      const a = Math.max(from, s.id.clock);
+      const b = Math.min(to, s.id.clock + s.length);
+      const last = runs[runs.length - 1];
+      if (last && last[1] === a) last[1] = b;
+      else runs.push([a, b]);
+    }
+  }
+  return runs;
+}
+
+/** [client, from, to) ranges of the structs waiting in the doc's pending set. */
+export function pendingRanges(ydoc: Y.Doc): [number, number, number][] {
+  const pending = ydoc.store.pendingStructs;
+  if (!pending) return [];
+  const meta = Y.parseUpdateMetaV2(pending.update);
+  return [...meta.from].map(([client, from]) => [client, from, meta.to.get(client) ?? from] as [number, number, number]);
+}
+
+/** Whether [from, to) of `client` intersects any of the ranges. */
+export function inDropped(ranges: readonly Range[], client: number, from: number, to: number): boolean {
+  return ranges.some(([c, a, b]) => c === client && from < b && to > a);
+}
+
+/** Whether a struct's origin, right origin or parent item lies in a dropped range. */
+export function dependsOnDropped(ranges: readonly Range[], st: ParsedStruct): boolean {
+  const ids = [st.origin, st.rightOrigin, Array.isArray(st.parent) ? st.parent : null];
+  return ids.some((id) => id !== null && inDropped(ranges, id[0]!, id[1]!, id[1]! + 1));
+}
+
+/** Y.mergeUpdates is superlinear in the number of updates: merge in bounded groups. */
+export function mergeBounded(updates: Uint8Array[]): Uint8Array {
+  if (updates.length === 1) return updates[0]!;
+  let level = updates;
+  while (level.length > 1) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i < level.length; i += MERGE_GROUP) next.push(Y.mergeUpdates(level.slice(i, i + MERGE_GROUP)));
+    level = next;
+  }
+  return level[0]!;
+}
+
+
+const MERGE_GROUP = 64;
