@@ -1,7 +1,7 @@
 import { Space, json, type StoreOp } from '../store/store.js';
 import { structRanges, parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate } from '../yjs/build.js';
-import type { StoredEnvelope, Vector } from '../store/records.js';
+import { decodeEnvelopeValue, encodeEnvelopeValue, type StoredEnvelope, type Vector } from '../store/records.js';
 import type { LiveDoc } from './live-doc.js';
 
 /** What a document keeps in the store besides its envelopes: deferred deletions, overlap index entries, snapshots. */
@@ -54,16 +54,12 @@ export function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpd
   return ops;
 }
 
+/** A snapshot: the Yjs state and the vector it covers, stored as the vector's JSON then the state. */
 export function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
-  const v = Buffer.from(JSON.stringify(vector));
-  const out = new Uint8Array(4 + v.length + state.length);
-  new DataView(out.buffer).setUint32(0, v.length);
-  out.set(v, 4);
-  out.set(state, 4 + v.length);
-  return out;
+  return encodeEnvelopeValue(JSON.stringify(vector), state);
 }
 
 export function decodeSnapshot(bytes: Uint8Array): { vector: Vector; state: Uint8Array } {
-  const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  return { vector: JSON.parse(Buffer.from(bytes.subarray(4, 4 + len)).toString('utf8')) as Vector, state: bytes.subarray(4 + len) };
+  const { token, update } = decodeEnvelopeValue(bytes);
+  return { vector: JSON.parse(token) as Vector, state: update };
 }

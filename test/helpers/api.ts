@@ -1,0 +1,84 @@
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+/** Raw HTTP and WebSocket requests for the API contract tests: paths go out exactly as written. */
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly text: string;
+}
+
+/** One HTTP request on a raw path; an SSE answer resolves at its headers. */
+export function http(port: number, opts: { method?: string; path: string; headers?: Record<string, string>; body?: Uint8Array }): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.body) headers['content-length'] = String(opts.body.byteLength);
+    const req = request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path, headers }, (res) => {
+      if (String(res.headers['content-type']).startsWith('text/event-stream')) {
+        resolve({ status: res.statusCode!, headers: res.headers, text: '' });
+        res.destroy();
+        return;
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
+      res.on('error', reject);
+    });
+    // The server may answer (401, 403, 413) before it reads a large body.
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+export type WsOutcome = { kind: 'http'; status: number; body: string } | { kind: 'open'; first: Buffer } | { kind: 'close'; code: number; reason: string };
+
+/** A WebSocket upgrade by hand on a raw path: the HTTP refusal, or the first frame the server sends. */
+export function rawWs(port: number, path: string, headers: Record<string, string> = {}): Promise<WsOutcome> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      path,
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'), ...headers },
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ kind: 'http', status: res.statusCode!, body }));
+    });
+    req.on('upgrade', (_res, socket, head) => {
+      let buf = Buffer.from(head);
+      const tryFrame = () => {
+        if (buf.length < 2) return;
+        let len = buf[1]! & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf.length < off + len) return;
+        const payload = buf.subarray(off, off + len);
+        socket.destroy();
+        if ((buf[0]! & 0x0f) === 8) resolve({ kind: 'close', code: payload.readUInt16BE(0), reason: payload.subarray(2).toString('utf8') });
+        else resolve({ kind: 'open', first: Buffer.from(payload) });
+      };
+      socket.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        tryFrame();
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => reject(new Error(`socket closed before the first frame on ${path}`)));
+      tryFrame();
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
