@@ -523,7 +523,16 @@ export class Docs extends EventEmitter<DocsEvents> {
       return;
     }
     const m = live.held.get(feed) ?? live.held.set(feed, new Map()).get(feed)!;
-    if (!m.has(h.claims.seq)) live.heldCount++;
+    const earlier = m.get(h.claims.seq);
+    if (earlier) {
+      // The first one held stays; a different second one is a conflict, as for stored envelopes.
+      if (earlier.token !== h.token) {
+        out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'conflict', detail: 'a different envelope is held for this feed and seq' });
+        this.emit('alarm', { doc: live.name, kind: 'conflicting_envelope', origins: [h.claims.iss], peer: null });
+      }
+      return;
+    }
+    live.heldCount++;
     m.set(h.claims.seq, h);
   }
 
