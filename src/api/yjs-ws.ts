@@ -251,17 +251,20 @@ export class YjsEndpoint {
     const ids = room.controlled.get(ws);
     room.controlled.delete(ws);
     if (ids?.size) awarenessProtocol.removeAwarenessStates(room.awareness, [...ids], null);
-    if (room.conns.size === 0 && this.#rooms.get(doc)) {
-      this.#rooms.delete(doc);
-      room.live.ydoc.off('update', room.onUpdate);
-      room.awareness.destroy();
-      room.live.users--;
-    }
+    if (room.conns.size > 0) return;
+    const current = this.#rooms.get(doc);
+    if (current) void current.then((r) => r === room && this.#rooms.delete(doc));
+    room.live.ydoc.off('update', room.onUpdate);
+    room.awareness.destroy();
+    room.live.users--;
   }
 
   /** Closes every app connection with the given code (4410: the document was rebuilt, reload). */
   closeDoc(doc: DocName, code: number, reason: string): void {
-    void this.#rooms.get(doc)?.then((room) => {
+    const pending = this.#rooms.get(doc);
+    // New connections get a fresh room on the rebuilt document.
+    this.#rooms.delete(doc);
+    void pending?.then((room) => {
       for (const c of room.conns) c.close(code, reason);
     });
   }

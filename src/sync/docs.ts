@@ -128,9 +128,24 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   async #load(doc: DocName): Promise<LiveDoc> {
-    const store = this.#o.store;
-    const vector = await readVector(store, doc);
     const live = new LiveDoc(doc, {});
+    await this.#fill(live);
+    this.#live.set(doc, live);
+    this.#evictOverflow();
+    return live;
+  }
+
+  /**
+   * (Re)builds a document from the store: its snapshot, then the envelopes
+   * after it in seq order per feed, applying only what the revocations in
+   * force let through, re-checking overlaps. A rebuild reuses the same
+   * LiveDoc, so work already queued on it sees the new state.
+   */
+  async #fill(live: LiveDoc): Promise<void> {
+    const store = this.#o.store;
+    const doc = live.name;
+    const vector = await readVector(store, doc);
+    live.reset();
     const snap = await store.get(Space.snapshot, doc);
     let base: Vector = {};
     if (snap) {
@@ -158,9 +173,6 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (deferred) live.deferredDeletes = new Map(deferred);
     for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#noteDropped(live, decodeEnvelopeValue(value));
     this.#alarmBlocked(live, undefined);
-    this.#live.set(doc, live);
-    this.#evictOverflow();
-    return live;
   }
 
   // ---- local writes ------------------------------------------------------
@@ -394,7 +406,6 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     await this.#o.store.write(ops);
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
-    live.vector = vector;
     for (const a of accepted) {
       if (this.#treatment(a.env) === 'quarantine') {
         this.emit('alarm', { doc: live.name, kind: 'quarantined', origins: [feedOrigin(a.env.feed)], peer: from });
@@ -413,6 +424,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         this.#log.error({ err, doc: live.name, feed: a.env.feed, seq: a.env.seq }, 'applying a verified update failed');
       }
     }
+    // Published once applied: whoever sees the new vector sees the new state.
+    live.vector = vector;
     out.accepted += accepted.length;
     this.#alarmBlocked(live, from);
     this.#afterCommit(live, accepted.map((a) => a.env), from);
@@ -490,9 +503,9 @@ export class Docs extends EventEmitter<DocsEvents> {
     ops.push({ type: 'put', space: Space.vector, key: live.name, value: json.encode(vector) });
     ops.push({ type: 'del', space: Space.snapshot, key: live.name });
     await store.write(ops);
-    if (this.#live.get(live.name) === live) this.#live.delete(live.name);
-    live.ydoc.destroy();
-    this.emit('change', live.name, vector);
+    await this.#fill(live);
+    live.sinceSnapshot = 1;
+    this.emit('change', live.name, { ...live.vector });
   }
 
   #alarmEquivocation(live: LiveDoc, refused: readonly RefusedPart[], peer: NodeId | undefined): void {

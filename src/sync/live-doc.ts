@@ -37,13 +37,13 @@ export interface RefusedPart {
  */
 export class LiveDoc {
   readonly name: DocName;
-  readonly ydoc = new Y.Doc({ gc: true });
+  ydoc = new Y.Doc({ gc: true });
   vector: Vector;
-  readonly overlap = new OverlapIndex();
+  overlap = new OverlapIndex();
   /** [client, from, to) ranges of dropped envelopes (beyond a revocation cutoff): never signed again for an app. */
-  readonly dropped: [number, number, number][] = [];
+  dropped: [number, number, number][] = [];
   /** [client, from, to) deletions made by dropped envelopes. */
-  readonly droppedDeletes: [number, number, number][] = [];
+  droppedDeletes: [number, number, number][] = [];
   /** Deletions from local apps of items this node does not hold yet. */
   deferredDeletes: DeleteRanges = new Map();
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
@@ -63,6 +63,20 @@ export class LiveDoc {
     this.name = name;
     this.vector = vector;
     this.ydoc.on('update', () => (this.digest = undefined));
+  }
+
+  /** Starts over with an empty Y.Doc and indexes, before the document is filled again from the store. */
+  reset(): void {
+    const old = this.ydoc;
+    this.ydoc = new Y.Doc({ gc: true });
+    this.ydoc.on('update', () => (this.digest = undefined));
+    this.digest = undefined;
+    this.overlap = new OverlapIndex();
+    this.dropped = [];
+    this.droppedDeletes = [];
+    this.vector = {};
+    this.deferredDeletes = new Map();
+    if (old.store.clients.size) old.destroy();
   }
 
   /** Runs `fn` after every earlier operation on this document has finished. */
