@@ -104,12 +104,16 @@ class PreAuth {
     const socket = (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket;
     socket?.on('data', (chunk: Buffer) => {
       if (this.#done) return;
-      this.#raw += chunk.byteLength;
-      if (this.#raw > s.maxPreAuthBytes + MAX_EARLY_BYTES + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
+      // Before the last handshake message: the pre-auth cap; after it, the early-frame cap.
+      const early = this.#received >= this.#expected;
+      if (early) this.#rawEarly += chunk.byteLength;
+      else this.#raw += chunk.byteLength;
+      if (this.#raw > s.maxPreAuthBytes + 4096 || this.#rawEarly > MAX_EARLY_BYTES + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
     });
   }
 
   #raw = 0;
+  #rawEarly = 0;
   #done = false;
 
   next(): Promise<Uint8Array> {
