@@ -7,31 +7,32 @@ import type { Duplex } from 'node:stream';
  * frame headers and skips payloads; `ws` still does the real parsing.
  */
 export function guardFrameSize(socket: Duplex, limit: number, onTooLarge: () => void): void {
-  let header = Buffer.alloc(0);
+  /** A frame header split across chunks (at most 14 bytes). */
+  let partial = Buffer.alloc(0);
   let skip = 0;
   let message = 0;
   let fired = false;
   socket.on('data', (chunk: Buffer) => {
     if (fired) return;
-    let buf = chunk;
-    while (buf.length) {
+    const buf = partial.length ? Buffer.concat([partial, chunk]) : chunk;
+    partial = Buffer.alloc(0);
+    let at = 0;
+    while (at < buf.length) {
       if (skip > 0) {
-        const n = Math.min(skip, buf.length);
+        const n = Math.min(skip, buf.length - at);
         skip -= n;
-        buf = buf.subarray(n);
+        at += n;
         continue;
       }
-      header = Buffer.concat([header, buf]);
-      buf = Buffer.alloc(0);
-      if (header.length < 2) return;
-      const len7 = header[1]! & 0x7f;
-      const masked = (header[1]! & 0x80) !== 0;
-      const extra = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
-      const need = 2 + extra + (masked ? 4 : 0);
-      if (header.length < need) return;
-      const length = len7 === 126 ? header.readUInt16BE(2) : len7 === 127 ? Number(header.readBigUInt64BE(2)) : len7;
-      const opcode = header[0]! & 0x0f;
-      const fin = (header[0]! & 0x80) !== 0;
+      const left = buf.length - at;
+      if (left < 2) break;
+      const len7 = buf[at + 1]! & 0x7f;
+      const masked = (buf[at + 1]! & 0x80) !== 0;
+      const need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
+      if (left < need) break;
+      const length = len7 === 126 ? buf.readUInt16BE(at + 2) : len7 === 127 ? Number(buf.readBigUInt64BE(at + 2)) : len7;
+      const opcode = buf[at]! & 0x0f;
+      const fin = (buf[at]! & 0x80) !== 0;
       if (opcode < 8) {
         message = opcode === 0 ? message + length : length;
         if (message > limit) {
@@ -41,9 +42,9 @@ export function guardFrameSize(socket: Duplex, limit: number, onTooLarge: () => 
         }
         if (fin) message = 0;
       }
-      buf = header.subarray(need);
-      header = Buffer.alloc(0);
+      at += need;
       skip = length;
     }
+    if (at < buf.length) partial = Buffer.from(buf.subarray(at));
   });
 }

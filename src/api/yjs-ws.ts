@@ -200,9 +200,28 @@ export class YjsEndpoint {
       if (await this.#o.docs.hasNew(doc, payload)) throw new HttpError(403, 'read_only', 'this token is read-only: the write was not applied');
       return;
     }
-    const { refused } = await this.#o.docs.write(doc, payload);
-    if (refused.length) throw new HttpError(409, 'refused', `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
+    // Handed on without waiting for it to be durable: keystrokes that arrive
+    // meanwhile join the next envelope (Docs keeps them in order). Only a
+    // connection with too much in flight waits.
+    const state = this.#inflight.get(ws) ?? { bytes: 0, last: Promise.resolve() };
+    this.#inflight.set(ws, state);
+    if (state.bytes > this.#o.maxUpdateBytes) await state.last;
+    state.bytes += payload.byteLength;
+    const written = this.#o.docs.write(doc, payload).then(
+      ({ refused }) => {
+        if (refused.length) ws.close(WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
+      },
+      (err: unknown) => {
+        const [code, reason] = closeFor(err);
+        if (code === 1011) this.#log.error({ err, doc }, 'y-websocket write failed');
+        ws.close(code, reason);
+      },
+    ).finally(() => (state.bytes -= payload.byteLength));
+    state.last = written;
   }
+
+  /** Writes of each connection not yet durable: bytes, and the latest one. */
+  readonly #inflight = new WeakMap<WebSocket, { bytes: number; last: Promise<unknown> }>();
 
   async #join(doc: DocName, ws: WebSocket): Promise<Room> {
     let pending = this.#rooms.get(doc);
@@ -218,8 +237,7 @@ export class YjsEndpoint {
   }
 
   async #openRoom(doc: DocName): Promise<Room> {
-    const live = await this.#o.docs.open(doc);
-    live.users++;
+    const live = await this.#o.docs.acquire(doc);
     const awareness = new awarenessProtocol.Awareness(live.ydoc);
     awareness.setLocalState(null);
     const conns = new Set<WebSocket>();
@@ -256,7 +274,7 @@ export class YjsEndpoint {
     if (current) void current.then((r) => r === room && this.#rooms.delete(doc));
     room.live.ydoc.off('update', room.onUpdate);
     room.awareness.destroy();
-    room.live.users--;
+    this.#o.docs.release(room.live);
   }
 
   /** Closes every app connection with the given code (4410: the document was rebuilt, reload). */

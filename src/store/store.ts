@@ -24,6 +24,9 @@ export const Space = {
 } as const;
 export type Space = (typeof Space)[keyof typeof Space];
 
+/** Most writes joined in one group commit. */
+const MAX_GROUP = 256;
+
 export type StoreOp =
   | { readonly type: 'put'; readonly space: Space; readonly key: string; readonly value: Uint8Array }
   | { readonly type: 'del'; readonly space: Space; readonly key: string };
@@ -130,7 +133,30 @@ export class Store {
   /** Writes all ops or none, durable before it resolves (unless relaxed). */
   async write(ops: readonly StoreOp[]): Promise<void> {
     if (ops.length === 0) return;
-    await this.#batch(ops, this.#opts.durability === 'fsync');
+    // Group commit: writes that arrive while a batch is being written go
+    // together in the next one (one fsync for all), each still all-or-nothing.
+    const entry = { ops, done: undefined as unknown as (err?: unknown) => void };
+    const promise = new Promise<void>((resolve, reject) => (entry.done = (err) => (err === undefined ? resolve() : reject(err))));
+    this.#queue.push(entry);
+    if (!this.#writing) void this.#drain();
+    return promise;
+  }
+
+  readonly #queue: { ops: readonly StoreOp[]; done: (err?: unknown) => void }[] = [];
+  #writing = false;
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    while (this.#queue.length) {
+      const group = this.#queue.splice(0, MAX_GROUP);
+      try {
+        await this.#batch(group.flatMap((g) => g.ops), this.#opts.durability === 'fsync');
+        for (const g of group) g.done();
+      } catch (err) {
+        for (const g of group) g.done(err);
+      }
+    }
+    this.#writing = false;
   }
 
   async #batch(ops: readonly StoreOp[], sync: boolean): Promise<void> {

@@ -52,6 +52,12 @@ export interface ReceiveOutcome {
 }
 
 const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
+const RETIRED = Symbol('retired');
+
+/** Nothing uses, writes or waits on the document: it may leave memory. */
+function isIdle(live: LiveDoc): boolean {
+  return live.users === 0 && !live.signing && live.localQueue.length === 0 && live.heldCount === 0;
+}
 
 /**
  * The documents of this node: loaded lazily from snapshot plus envelopes,
@@ -158,10 +164,12 @@ export class Docs extends EventEmitter<DocsEvents> {
       live.overlap.add(parseInt(client!, 16), json.decode(value));
     }
     live.vector = { ...base };
+    let replayed = 0;
     for (const feed of Object.keys(vector) as FeedKey[]) {
       for await (const env of readFeed(store, doc, feed, base[feed] ?? 0)) {
         if (env.seq > vector[feed]!) break;
         live.vector[feed] = env.seq;
+        replayed++;
         if (this.#treatment(env) !== 'apply') continue;
         const parsed = parseUpdate(env.update);
         const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
@@ -173,6 +181,35 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (deferred) live.deferredDeletes = new Map(deferred);
     for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#noteDropped(live, decodeEnvelopeValue(value));
     this.#alarmBlocked(live, undefined);
+    // A long replay is worth a snapshot (written at the next one due, or when unloaded).
+    live.sinceSnapshot = replayed;
+  }
+
+  /** Opens a document and keeps it loaded (a user: an app connection) until `release`. */
+  async acquire(doc: DocName): Promise<LiveDoc> {
+    for (;;) {
+      const live = await this.open(doc);
+      if (live.retired) continue;
+      live.users++;
+      return live;
+    }
+  }
+
+  release(live: LiveDoc): void {
+    live.users--;
+  }
+
+  /**
+   * Runs `fn` on the document under its lock. A document unloaded (retired)
+   * between `open` and the lock is opened again, so no work ever lands on a
+   * copy that is no longer the document.
+   */
+  async #withLive<T>(doc: DocName, fn: (live: LiveDoc) => Promise<T>): Promise<T> {
+    for (;;) {
+      const live = await this.open(doc);
+      const result = await live.run(async () => (live.retired ? RETIRED : fn(live)));
+      if (result !== RETIRED) return result as T;
+    }
   }
 
   // ---- local writes ------------------------------------------------------
@@ -198,8 +235,7 @@ export class Docs extends EventEmitter<DocsEvents> {
    */
   async hasNew(doc: DocName, update: Uint8Array): Promise<boolean> {
     const parsed = parseUpdate(update);
-    const live = await this.open(doc);
-    return live.run(async () => {
+    return this.#withLive(doc, async (live) => {
       const ydoc = live.ydoc;
       const pending = pendingRanges(ydoc);
       const diff = parseUpdate(Y.diffUpdate(update, Y.encodeStateVector(ydoc)));
@@ -225,7 +261,12 @@ export class Docs extends EventEmitter<DocsEvents> {
           batch.push(w);
         }
         try {
-          const vector = await live.run(() => this.#signBatch(live, batch));
+          const vector = await live.run(async () => (live.retired ? RETIRED : this.#signBatch(live, batch)));
+          if (vector === RETIRED) {
+            // Unloaded meanwhile: the writes go to the document as loaded now.
+            for (const w of batch) this.write(live.name, w.update).then(w.resolve, w.reject);
+            continue;
+          }
           for (const w of batch) w.resolve({ vector, refused: w.refused });
         } catch (err) {
           for (const w of batch) w.reject(err);
@@ -322,10 +363,7 @@ export class Docs extends EventEmitter<DocsEvents> {
       const checked = this.#check(from, item, out);
       if (checked) (byDoc.get(checked.claims.doc) ?? byDoc.set(checked.claims.doc, []).get(checked.claims.doc)!).push(checked);
     }
-    await Promise.all([...byDoc].map(async ([doc, envs]) => {
-      const live = await this.open(doc);
-      await live.run(() => this.#accept(live, from, envs, out));
-    }));
+    await Promise.all([...byDoc].map(([doc, envs]) => this.#withLive(doc, (live) => this.#accept(live, from, envs, out))));
     return out;
   }
 
@@ -459,8 +497,7 @@ export class Docs extends EventEmitter<DocsEvents> {
       const vector = await this.vector(doc);
       const touched = withDropped.has(doc) || Object.keys(vector).some((f) => origins.has(feedOrigin(f as FeedKey)));
       if (!touched) continue;
-      const live = await this.open(doc);
-      await live.run(() => this.#rederive(live));
+      await this.#withLive(doc, (live) => this.#rederive(live));
       rebuilt.push(doc);
       this.emit('rebuilt', doc);
     }
@@ -592,17 +629,19 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   #evictOverflow(): void {
     if (this.#live.size <= this.#o.maxDocsInMemory) return;
-    const idle = [...this.#live.values()].filter((d) => d.users === 0 && !d.signing && d.localQueue.length === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    const idle = [...this.#live.values()].filter(isIdle).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const live of idle.slice(0, this.#live.size - this.#o.maxDocsInMemory)) void this.#unload(live);
   }
 
+  /**
+   * Takes an idle document out of memory at once (retired: work that still
+   * finds it re-opens the document), then writes its snapshot under its lock.
+   */
   async #unload(live: LiveDoc): Promise<void> {
-    await live.run(async () => {
-      if (live.users > 0 || live.localQueue.length || live.signing || live.heldCount) return;
-      await this.#snapshot(live);
-      if (this.#live.get(live.name) === live) this.#live.delete(live.name);
-      live.ydoc.destroy();
-    }).catch((err) => this.#log.error({ err, doc: live.name }, 'unloading a document failed'));
+    if (!isIdle(live) || this.#live.get(live.name) !== live) return;
+    live.retired = true;
+    this.#live.delete(live.name);
+    await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot of an unloaded document failed'));
   }
 
   /** Snapshots every loaded document and stops the sweeper. */

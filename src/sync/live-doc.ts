@@ -56,6 +56,8 @@ export class LiveDoc {
   users = 0;
   #chain: Promise<unknown> = Promise.resolve();
 
+  /** Unloaded: no longer the document; work that finds it opens the document again. */
+  retired = false;
   /** SHA-256 of the encoded state, cached until the document changes. */
   digest: string | undefined;
 

@@ -38,6 +38,11 @@ const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 8 * 1024 * 1024;
 const ANNOUNCE_CHUNK = 5000;
 const MAX_TASKS = 100_000;
+const MERGE_INBOUND_ITEMS = 4096;
+
+function sizeOf(m: SessionMessage): number {
+  return m.type === 'envelopes' ? m.items.reduce((n, i) => n + i.token.length + i.update.byteLength, 0) : 0;
+}
 
 /**
  * The sync protocol over one session (DESIGN.md §5), driven by the sender:
@@ -59,7 +64,6 @@ export class Replicator {
   readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
   #pumping = false;
-  #inbound: Promise<void> = Promise.resolve();
   #inboundBytes = 0;
   #forgeries = 0;
   #stopped = false;
@@ -159,28 +163,58 @@ export class Replicator {
       return;
     }
     this.#tasks.push({ kind: 'one', env });
-    void this.#pump();
+    // Wait a turn so envelopes made durable together (one group commit) leave in one frame.
+    if (!this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      setImmediate(() => {
+        this.#pumpScheduled = false;
+        void this.#pump();
+      });
+    }
   }
+
+  #pumpScheduled = false;
 
   #send(m: SessionMessage): void {
     this.#o.session.send(m);
   }
 
+  /**
+   * Received messages are handled one at a time, in order; envelopes
+   * messages waiting back to back are handled as one (one check pass, one
+   * group commit), and reading pauses while too many bytes wait.
+   */
   #enqueueInbound(m: SessionMessage): void {
-    const size = m.type === 'envelopes' ? m.items.reduce((n, i) => n + i.token.length + i.update.byteLength, 0) : 0;
+    const size = sizeOf(m);
     this.#inboundBytes += size;
     this.#o.counters.bytesIn += size;
     if (this.#inboundBytes > INBOUND_PAUSE) this.#o.session.pause();
-    this.#inbound = this.#inbound
-      .then(() => this.#handle(m))
-      .catch((err: unknown) => {
+    this.#inboundQueue.push(m);
+    if (!this.#handling) void this.#drainInbound();
+  }
+
+  readonly #inboundQueue: SessionMessage[] = [];
+  #handling = false;
+
+  async #drainInbound(): Promise<void> {
+    this.#handling = true;
+    while (this.#inboundQueue.length && !this.#stopped) {
+      let m = this.#inboundQueue.shift()!;
+      if (m.type === 'envelopes') {
+        const items = [...m.items];
+        while (this.#inboundQueue[0]?.type === 'envelopes' && items.length < MERGE_INBOUND_ITEMS) items.push(...(this.#inboundQueue.shift() as typeof m).items);
+        m = { type: 'envelopes', items };
+      }
+      try {
+        await this.#handle(m);
+      } catch (err) {
         this.#log.error({ err }, 'sync message handling failed');
         this.#o.session.close(Close.protocolError, 'internal error handling a sync message');
-      })
-      .finally(() => {
-        this.#inboundBytes -= size;
-        if (this.#inboundBytes <= INBOUND_PAUSE / 2) this.#o.session.resume();
-      });
+      }
+      this.#inboundBytes -= sizeOf(m);
+      if (this.#inboundBytes <= INBOUND_PAUSE / 2) this.#o.session.resume();
+    }
+    this.#handling = false;
   }
 
   async #handle(m: SessionMessage): Promise<void> {

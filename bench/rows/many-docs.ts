@@ -1,0 +1,86 @@
+import type { App } from '../lib/clients.js';
+import { line, type RowResult } from '../lib/report.js';
+import { fmt, ratio, sig } from '../lib/stats.js';
+import { app, startPair, SYSTEM_LABEL, type Pair, type SystemKind } from '../lib/systems.js';
+import { yieldIo } from '../lib/wait.js';
+import type { BenchContext } from './context.js';
+
+export interface ManyDocsRun {
+  readonly docs: number;
+  readonly editsPerDoc: number;
+  readonly ms: number;
+  readonly editsPerSecond: number;
+  /** Tessera: envelopes A signed for these edits, and their rate. */
+  readonly envelopes?: number;
+  readonly envelopesPerSecond?: number;
+}
+
+const CONNECT_GROUP = 50;
+
+/** Opens one app per document on one side, `CONNECT_GROUP` at a time, each synced. */
+async function openApps(pair: Pair, side: 'a' | 'b', names: readonly string[]): Promise<App[]> {
+  const apps: App[] = [];
+  for (let i = 0; i < names.length; i += CONNECT_GROUP) {
+    const group = names.slice(i, i + CONNECT_GROUP).map((name) => app(pair[side], name));
+    apps.push(...group);
+    await Promise.all(group.map((a) => a.synced(60_000)));
+  }
+  return apps;
+}
+
+/**
+ * An app per document on each side (2 × docs connections, all open and
+ * synced before the clock starts); then every A-side app types its edits,
+ * timed until every B-side app has them all.
+ */
+export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Promise<ManyDocsRun> {
+  const { manyDocs: docs, editsPerDoc } = ctx.opts;
+  const names = Array.from({ length: docs }, (_, i) => `many/${String(i).padStart(5, '0')}`);
+  const pair = await startPair(ctx, kind, 'many-docs');
+  const apps: App[] = [];
+  try {
+    const as = await openApps(pair, 'a', names);
+    apps.push(...as);
+    const bs = await openApps(pair, 'b', names);
+    apps.push(...bs);
+    const t0 = performance.now();
+    const arrived = Promise.all(bs.map((b) => b.reach(editsPerDoc, 300_000)));
+    for (const [i, a] of as.entries()) {
+      for (let e = 0; e < editsPerDoc; e++) a.text.insert(a.text.length, 'x');
+      if (i % 20 === 19) await yieldIo();
+    }
+    const ms = Math.max(...(await arrived)) - t0;
+    const edits = docs * editsPerDoc;
+    const run: ManyDocsRun = { docs, editsPerDoc, ms: sig(ms, 4), editsPerSecond: sig((edits / ms) * 1000, 4) };
+    if (!pair.envelopes) return run;
+    const envelopes = await pair.envelopes(new Set(names));
+    return { ...run, envelopes, envelopesPerSecond: sig((envelopes / ms) * 1000, 4) };
+  } finally {
+    for (const a of apps) a.destroy();
+    await pair.stop();
+  }
+}
+
+/** Row 3: many documents at once; Tessera's envelopes per second against the crypto ceiling of row 6. */
+export async function manyDocsRow(ctx: BenchContext, ceilingPairsPerSecond: number): Promise<RowResult> {
+  const runs = {} as Record<SystemKind, ManyDocsRun>;
+  for (const kind of ['memory', 'leveldb', 'tessera'] as const) {
+    ctx.say(`row 3: ${ctx.opts.manyDocs} documents × ${ctx.opts.editsPerDoc} edits through ${SYSTEM_LABEL[kind]}`);
+    runs[kind] = await measureManyDocs(ctx, kind);
+  }
+  const t = runs.tessera;
+  const m = runs.memory;
+  const toCeiling = sig(ratio(t.envelopesPerSecond ?? NaN, ceilingPairsPerSecond));
+  const vsMemory = sig(ratio(m.ms, t.ms));
+  const label = `${t.docs} docs × ${t.editsPerDoc} edits, all on B`;
+  return {
+    key: 'manyDocs',
+    title: '3. Many documents',
+    data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling }, target: { envelopesToCeiling: 0.7 } },
+    lines: [
+      line('3 many docs', `${label} (y-leveldb: ${fmt(runs.leveldb.ms, 'ms')})`, fmt(t.ms, 'ms'), fmt(m.ms, 'ms'), `${fmt(vsMemory)}× its speed`),
+      line('', 'envelopes/s vs sign+verify ceiling', fmt(t.envelopesPerSecond, 'env/s'), fmt(ceilingPairsPerSecond, 'pairs/s'), `${fmt(toCeiling * 100)}%`, '≥ 70%', toCeiling >= 0.7),
+    ],
+    notes: [],
+  };
+}
