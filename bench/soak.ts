@@ -130,14 +130,20 @@ async function startMesh(root: string, attackers: KeyPair[]): Promise<SoakNode[]
   const entry = (n: SoakNode, dial: boolean) => ({ name: n.name, id: n.pair.id, publicKey: n.pair.publicJwk, ...(dial ? { url: n.current.peerUrl } : {}), read: ['**'], write: ['**'] });
   const [a, b, c] = nodes as [SoakNode, SoakNode, SoakNode];
   const raw = attackers.map((p, i) => ({ name: `attacker${i}`, id: p.id, publicKey: p.publicJwk, read: ['**'], write: ['**'] }));
-  const peers: [SoakNode, unknown[]][] = [
+  const peers: [SoakNode, { id: string }[]][] = [
     [a, [entry(b, false), entry(c, false), ...raw]],
     [b, [entry(a, true), entry(c, false)]],
     [c, [entry(a, true), entry(b, true)]],
   ];
+  // One at a time, each reloaded before the next dials it (else an early dial is refused as unknown).
   for (const [node, list] of peers) {
     await writeFileAtomic(join(node.dir, 'peers.json'), JSON.stringify({ peers: list, authorities: [] }, null, 2));
     node.current.server.child.kill('SIGHUP');
+    const ids = list.map((e) => e.id);
+    await until(`${node.name} reloaded its peers file`, async () => {
+      const s = await getJson<{ peers: { id: string }[] }>(node, '/v1/status');
+      return ids.every((id) => s?.peers.some((p) => p.id === id)) || undefined;
+    });
   }
   for (const node of nodes) {
     const others = nodes.filter((n) => n !== node).map((n) => n.pair.id);
@@ -160,7 +166,7 @@ async function getJson<T>(node: SoakNode, path: string, timeoutMs = 5000): Promi
 class Observer {
   /** `node: code name [peer]` → count. */
   readonly closes = new Map<string, number>();
-  /** Counters of finished incarnations, per node and series (`handshakes{busy}`). */
+  /** Counters of finished incarnations, per node and series (`handshake: busy`). */
   readonly #folded = new Map<string, Map<string, number>>();
   readonly #latest = new Map<string, Map<string, number>>();
   readonly rssPeak = new Map<string, number>();
@@ -193,11 +199,15 @@ class Observer {
   }
 
   async scrape(node: SoakNode): Promise<void> {
+    const incarnation = node.current;
     if (!node.up) return;
-    const res = await fetch(`${node.current.api}/metrics`, { headers: { authorization: `Bearer ${node.current.token}` }, signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+    const res = await fetch(`${incarnation.api}/metrics`, { headers: { authorization: `Bearer ${incarnation.token}` }, signal: AbortSignal.timeout(2000) }).catch(() => undefined);
     if (res?.status !== 200) return;
+    const text = await res.text();
+    // A scrape that outlived its process must not count again for the next one.
+    if (node.current !== incarnation || !node.up) return;
     const series = new Map<string, number>();
-    for (const line of (await res.text()).split('\n')) {
+    for (const line of text.split('\n')) {
       const m = /^tessera_(handshakes_total|envelopes_refused_total)\{(?:result|reason)="([^"]+)"\} (\d+)/.exec(line);
       if (m) series.set(`${m[1] === 'handshakes_total' ? 'handshake' : 'envelope'}: ${m[2]}`, Number(m[3]));
       const rss = /^tessera_process_(?:process_)?resident_memory_bytes (\d+)/.exec(line);

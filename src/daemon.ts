@@ -124,7 +124,7 @@ export class Daemon {
       await docs.start();
       await docs.resumeRebuild();
       cleanup.unshift(() => docs.stop());
-      const sync = new SyncService({ peers, docs, store, policy, log, announceInterval: config.announceInterval });
+      const sync = new SyncService({ peers, docs, store, policy, log, announceInterval: config.announceInterval, maxQueuedBytes: config.maxQueuedBytes });
       sync.start();
       await sync.reconcile();
       await peers.start().catch((err: unknown) => {

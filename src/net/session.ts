@@ -8,11 +8,13 @@ import { decodeMessage, encodeMessage, type GrantsMessage, type SessionMessage }
 import type { Grant } from '../tokens/grant.js';
 
 export type Role = 'dialler' | 'listener';
+export type PauseReason = 'rate' | 'backlog';
 
 export interface SessionEvents {
   /** The peer's first `grants` message arrived: nothing else is accepted before it. */
   ready: [grants: GrantsMessage];
-  message: [message: SessionMessage];
+  /** A message and the size of its plaintext. */
+  message: [message: SessionMessage, bytes: number];
   /** Every queued frame has been written to the socket. */
   drain: [];
   close: [code: number, reason: string];
@@ -100,14 +102,21 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
   }
 
-  /** Stops reading from the socket (inbound backpressure); `resume` starts again. */
-  pause(): void {
+  /**
+   * Stops reading from the socket for a reason (the rate limit, or a backlog
+   * of received messages); reading starts again only once no reason is left.
+   */
+  pause(reason: PauseReason): void {
+    this.#pausedFor.add(reason);
     if (!this.#closed) this.#ws.pause();
   }
 
-  resume(): void {
-    if (!this.#closed) this.#ws.resume();
+  resume(reason: PauseReason): void {
+    this.#pausedFor.delete(reason);
+    if (!this.#closed && this.#pausedFor.size === 0) this.#ws.resume();
   }
+
+  readonly #pausedFor = new Set<PauseReason>();
 
   get ready(): boolean {
     return this.#ready;
@@ -143,7 +152,8 @@ export class Session extends EventEmitter<SessionEvents> {
       if (!isBinary) throw new PeerRefusal(Close.protocolError, 'text frame after the handshake');
       if (data.byteLength > this.#opts.maxFrameBytes) throw new PeerRefusal(Close.frameTooLarge, `frame over ${this.#opts.maxFrameBytes} bytes`);
       this.#meter(data.byteLength);
-      const message = decodeMessage(this.#open.open(data));
+      const plain = this.#open.open(data);
+      const message = decodeMessage(plain);
       if (!this.#ready) {
         if (message.type !== 'grants') throw new PeerRefusal(Close.protocolError, 'the first message must be grants');
         this.#ready = true;
@@ -151,7 +161,7 @@ export class Session extends EventEmitter<SessionEvents> {
         this.emit('ready', message);
         return;
       }
-      this.emit('message', message);
+      this.emit('message', message, plain.byteLength);
     } catch (err) {
       if (err instanceof PeerRefusal) {
         this.#log.warn({ code: err.kind.code, reason: err.message, remote: this.remote }, 'closing session');
@@ -180,10 +190,10 @@ export class Session extends EventEmitter<SessionEvents> {
     while (this.#throttles.length && this.#throttles[0]![0] < now - 30_000) this.#throttles.shift();
     const throttled = this.#throttles.reduce((n, [, d]) => n + d, 0);
     if (throttled > 15_000) throw new PeerRefusal(Close.rateLimited, `over ${rate} bytes/s for most of 30 s`);
-    this.#ws.pause();
+    this.pause('rate');
     this.#paused = setTimeout(() => {
       this.#paused = undefined;
-      if (!this.#closed) this.#ws.resume();
+      this.resume('rate');
     }, ms);
   }
 

@@ -135,7 +135,7 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   async #load(doc: DocName): Promise<LiveDoc> {
     const live = new LiveDoc(doc, {});
-    await this.#fill(live);
+    await this.#fill(live, false);
     this.#live.set(doc, live);
     this.#evictOverflow();
     return live;
@@ -147,11 +147,11 @@ export class Docs extends EventEmitter<DocsEvents> {
    * force let through, re-checking overlaps. A rebuild reuses the same
    * LiveDoc, so work already queued on it sees the new state.
    */
-  async #fill(live: LiveDoc): Promise<void> {
+  async #fill(live: LiveDoc, reset = true): Promise<void> {
     const store = this.#o.store;
     const doc = live.name;
     const vector = await readVector(store, doc);
-    live.reset();
+    if (reset) live.reset();
     const snap = await store.get(Space.snapshot, doc);
     let base: Vector = {};
     if (snap) {

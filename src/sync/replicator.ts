@@ -17,6 +17,8 @@ export interface ReplicatorOptions {
   readonly policy: Policy;
   readonly log: Logger;
   readonly counters: SyncCounters;
+  /** Bytes that may wait to be sent to this peer (queued on the socket and in line) before it is dropped. */
+  readonly maxQueuedBytes: number;
   /** Forged envelopes tolerated from one session before it is closed. */
   readonly maxForgeries?: number;
 }
@@ -35,14 +37,11 @@ type Task = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: n
 const HIGH_WATER = 1024 * 1024;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
-const INBOUND_PAUSE = 8 * 1024 * 1024;
+const INBOUND_PAUSE = 4 * 1024 * 1024;
 const ANNOUNCE_CHUNK = 5000;
 const MAX_TASKS = 100_000;
 const MERGE_INBOUND_ITEMS = 4096;
 
-function sizeOf(m: SessionMessage): number {
-  return m.type === 'envelopes' ? m.items.reduce((n, i) => n + i.token.length + i.update.byteLength, 0) : 0;
-}
 
 /**
  * The sync protocol over one session (DESIGN.md §5), driven by the sender:
@@ -72,7 +71,7 @@ export class Replicator {
     this.#o = opts;
     this.#peer = opts.session.peer;
     this.#log = opts.log.child({ component: 'sync', peer: this.#peer });
-    opts.session.on('message', (m) => this.#enqueueInbound(m));
+    opts.session.on('message', (m, bytes) => this.#enqueueInbound(m, bytes));
     opts.session.on('drain', () => void this.#pump());
   }
 
@@ -157,11 +156,14 @@ export class Replicator {
     if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.has(`${env.doc}\u0000${env.feed}`)) return;
     if ((theirs[env.feed] ?? 0) >= env.seq) return;
     this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
-    if (this.#tasks.length >= MAX_TASKS) {
+    const size = env.token.length + env.update.byteLength;
+    if (this.#tasks.length >= MAX_TASKS || this.#taskBytes + size + this.#o.session.queuedBytes > this.#o.maxQueuedBytes) {
       // The peer cannot keep up: drop it; its next session catches up from vectors.
-      this.#o.session.close(Close.slowPeer, `more than ${MAX_TASKS} envelopes waiting to be sent`);
+      this.#o.session.close(Close.slowPeer, `more than ${this.#o.maxQueuedBytes} bytes waiting to be sent`);
+      this.stop();
       return;
     }
+    this.#taskBytes += size;
     this.#tasks.push({ kind: 'one', env });
     // Wait a turn so envelopes made durable together (one group commit) leave in one frame.
     if (!this.#pumpScheduled) {
@@ -174,6 +176,8 @@ export class Replicator {
   }
 
   #pumpScheduled = false;
+  /** Bytes of live-push envelopes waiting in #tasks. */
+  #taskBytes = 0;
 
   #send(m: SessionMessage): void {
     this.#o.session.send(m);
@@ -184,25 +188,33 @@ export class Replicator {
    * messages waiting back to back are handled as one (one check pass, one
    * group commit), and reading pauses while too many bytes wait.
    */
-  #enqueueInbound(m: SessionMessage): void {
-    const size = sizeOf(m);
-    this.#inboundBytes += size;
-    this.#o.counters.bytesIn += size;
-    if (this.#inboundBytes > INBOUND_PAUSE) this.#o.session.pause();
-    this.#inboundQueue.push(m);
+  #enqueueInbound(m: SessionMessage, bytes: number): void {
+    this.#inboundBytes += bytes;
+    this.#o.counters.bytesIn += bytes;
+    if (this.#inboundBytes > INBOUND_PAUSE && !this.#backlogged) {
+      this.#backlogged = true;
+      this.#o.session.pause('backlog');
+    }
+    this.#inboundQueue.push({ m, bytes });
     if (!this.#handling) void this.#drainInbound();
   }
 
-  readonly #inboundQueue: SessionMessage[] = [];
+  #backlogged = false;
+
+  readonly #inboundQueue: { m: SessionMessage; bytes: number }[] = [];
   #handling = false;
 
   async #drainInbound(): Promise<void> {
     this.#handling = true;
     while (this.#inboundQueue.length && !this.#stopped) {
-      let m = this.#inboundQueue.shift()!;
+      let { m, bytes } = this.#inboundQueue.shift()!;
       if (m.type === 'envelopes') {
         const items = [...m.items];
-        while (this.#inboundQueue[0]?.type === 'envelopes' && items.length < MERGE_INBOUND_ITEMS) items.push(...(this.#inboundQueue.shift() as typeof m).items);
+        while (this.#inboundQueue[0]?.m.type === 'envelopes' && items.length < MERGE_INBOUND_ITEMS) {
+          const next = this.#inboundQueue.shift()!;
+          items.push(...(next.m as typeof m).items);
+          bytes += next.bytes;
+        }
         m = { type: 'envelopes', items };
       }
       try {
@@ -211,8 +223,11 @@ export class Replicator {
         this.#log.error({ err }, 'sync message handling failed');
         this.#o.session.close(Close.protocolError, 'internal error handling a sync message');
       }
-      this.#inboundBytes -= sizeOf(m);
-      if (this.#inboundBytes <= INBOUND_PAUSE / 2) this.#o.session.resume();
+      this.#inboundBytes -= bytes;
+      if (this.#backlogged && this.#inboundBytes <= INBOUND_PAUSE / 2) {
+        this.#backlogged = false;
+        this.#o.session.resume('backlog');
+      }
     }
     this.#handling = false;
   }
@@ -304,6 +319,7 @@ export class Replicator {
           const task = this.#tasks[0]!;
           if (task.kind === 'one') {
             this.#tasks.shift();
+            this.#taskBytes -= task.env.token.length + task.env.update.byteLength;
             if (!this.#o.policy.mayRead(this.#peer, task.env.doc)) continue;
             items.push(task.env);
             bytes += task.env.token.length + task.env.update.byteLength;

@@ -20,9 +20,11 @@ export class SyncService {
   readonly counters: SyncCounters = { envelopesIn: 0, envelopesOut: 0, refused: new Map(), bytesIn: 0, bytesOut: 0 };
 
   readonly #announceInterval: number;
+  readonly #maxQueuedBytes: number;
 
-  constructor(opts: { peers: PeerManager; docs: Docs; store: Store; policy: Policy; log: Logger; announceInterval: number }) {
+  constructor(opts: { peers: PeerManager; docs: Docs; store: Store; policy: Policy; log: Logger; announceInterval: number; maxQueuedBytes: number }) {
     this.#announceInterval = opts.announceInterval;
+    this.#maxQueuedBytes = opts.maxQueuedBytes;
     this.#peers = opts.peers;
     this.#docs = opts.docs;
     this.#store = opts.store;
@@ -79,7 +81,7 @@ export class SyncService {
   }
 
   #attach(session: Session): void {
-    const r = new Replicator({ session, docs: this.#docs, store: this.#store, policy: this.#policy, log: this.#log, counters: this.counters });
+    const r = new Replicator({ session, docs: this.#docs, store: this.#store, policy: this.#policy, log: this.#log, counters: this.counters, maxQueuedBytes: this.#maxQueuedBytes });
     r.announceEvery(this.#announceInterval);
     this.#replicators.set(session, r);
     session.once('close', () => {

@@ -18,7 +18,7 @@ export interface MetricsSource {
  */
 export function metricsRoute(source: MetricsSource): Route {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tessera_process_', eventLoopMonitoringPrecision: 20 });
+  collectDefaultMetrics({ register: registry, prefix: 'tessera_', eventLoopMonitoringPrecision: 20 });
   const sessions = new Gauge({ name: 'tessera_peer_sessions', help: 'Configured peers by session state', labelNames: ['state'], registers: [registry] });
   const handshakes = new Gauge({ name: 'tessera_handshakes_total', help: 'Handshakes by result (ok, or the refusal reason)', labelNames: ['result'], registers: [registry] });
   const envIn = new Gauge({ name: 'tessera_envelopes_received_total', help: 'Envelopes accepted from peers', registers: [registry] });
