@@ -1,3 +1,4 @@
+import * as Y from 'yjs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -100,7 +101,11 @@ describe('revocation removed, and crash-safe rebuilds', () => {
     expect((await h2.daemon.verify()).ok).toBe(true);
     const late = await lateJoiner(h2, r, cutoff);
     expect(late.lines.some((l) => l.msg === 'envelope refused')).toBe(false);
-    expect(await digestOf(late, 'd')).toBe(await digestOf(h2, 'd'));
+    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 }).catch(async (err) => {
+      console.log('DEBUGDIGEST', JSON.stringify(await vectorOf(late, 'd')), JSON.stringify(await vectorOf(h2, 'd')), JSON.stringify((await getDoc(late, 'd')).body), JSON.stringify((await getDoc(h2, 'd')).body), Buffer.from(Y.encodeStateAsUpdate((await late.daemon.docs.open('d' as never)).ydoc)).toString('hex'), Buffer.from(Y.encodeStateAsUpdate((await h2.daemon.docs.open('d' as never)).ydoc)).toString('hex'));
+      throw err;
+    });
+    expect(same).toBe(true);
     await h2.daemon.stop();
     // The mark is gone once the rebuild is done.
     await withStore(h.dir, async (store) => expect(await store.get(Space.meta, 'rebuild')).toBeUndefined());
@@ -132,6 +137,10 @@ describe('revocation removed, and crash-safe rebuilds', () => {
     expect.soft((await vectorOf(h2, 'd'))[rFeed]).toBe(1);
     const late = await lateJoiner(h2, r, cutoff);
     expect(late.lines.some((l) => l.msg === 'envelope refused' && l.feed === rFeed), 'h forwarded envelopes beyond the cutoff').toBe(false);
-    expect(await digestOf(late, 'd')).toBe(await digestOf(h2, 'd'));
+    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 }).catch(async (err) => {
+      console.log('DEBUGDIGEST', JSON.stringify(await vectorOf(late, 'd')), JSON.stringify(await vectorOf(h2, 'd')), JSON.stringify((await getDoc(late, 'd')).body), JSON.stringify((await getDoc(h2, 'd')).body), Buffer.from(Y.encodeStateAsUpdate((await late.daemon.docs.open('d' as never)).ydoc)).toString('hex'), Buffer.from(Y.encodeStateAsUpdate((await h2.daemon.docs.open('d' as never)).ydoc)).toString('hex'));
+      throw err;
+    });
+    expect(same).toBe(true);
   });
 });
