@@ -37,7 +37,7 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
       docRoute: '',
       handler: async (ctx) => {
         const doc = existing(ctx, docs, 'read');
-        sendJson(res(ctx), 200, docToJson((await docs.open(doc)).ydoc));
+        sendJson(ctx.res, 200, docToJson((await docs.open(doc)).ydoc));
       },
     },
     {
@@ -55,7 +55,7 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
             throw new HttpError(400, 'bad_state_vector', 'sv must be a base64url-encoded Yjs state vector');
           }
         }
-        sendBytes(res(ctx), Y.encodeStateAsUpdate((await docs.open(doc)).ydoc, target));
+        sendBytes(ctx.res, Y.encodeStateAsUpdate((await docs.open(doc)).ydoc, target));
       },
     },
     {
@@ -87,10 +87,6 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
       },
     },
   ];
-}
-
-function res(ctx: RouteContext) {
-  return ctx.res;
 }
 
 /** The doc named in the path, with the token's scope checked (403). */
