@@ -154,6 +154,7 @@ export class Daemon {
       });
       const api = new ApiServer({
         address: config.api,
+        headersTimeoutMs: config.handshakeTimeout,
         log,
         authenticate,
         routes,

@@ -34,6 +34,8 @@ export interface ApiServerOptions {
   readonly authenticate: (token: string | undefined) => Promise<ApiGrant>;
   readonly routes: readonly Route[];
   readonly upgrade?: UpgradeHandler;
+  /** A client must have sent its request headers within this (slowloris bound). */
+  readonly headersTimeoutMs?: number;
 }
 
 const DOC_PATH = /^\/v1\/docs\/([^/]+)(\/state|\/updates|\/events|\/authors)?$/;
@@ -61,7 +63,8 @@ export class ApiServer {
   }
 
   async start(): Promise<void> {
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1000 }, (req, res) => {
+    const headersTimeout = this.#opts.headersTimeoutMs ?? 10_000;
+    const server = createServer({ requestTimeout: Math.max(30_000, headersTimeout), headersTimeout, keepAliveTimeout: 5_000, connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => {
       this.#handle(req, res).catch((err) => this.#fail(res, err));
     });
     server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
