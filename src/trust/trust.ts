@@ -13,6 +13,8 @@ export type Treatment = 'apply' | 'drop' | 'quarantine';
 
 const MAX_GRANTS_PER_ORIGIN = 8;
 const MAX_REVOCATIONS = 10_000;
+/** Nodes whose grants are kept (a relay keeps grants of origins it may never trust): bounded against a flood of made-up subjects. */
+const MAX_GRANT_SUBJECTS = 50_000;
 
 export function docHash(doc: string): string {
   return createHash('sha256').update(doc, 'utf8').digest('hex');
@@ -57,6 +59,7 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   }
 
   #remember(map: Map<string, Set<string>>, sub: string, token: string): boolean {
+    if (!map.has(sub) && map.size >= MAX_GRANT_SUBJECTS) return false;
     const set = map.get(sub) ?? map.set(sub, new Set()).get(sub)!;
     if (set.has(token)) return false;
     set.add(token);
