@@ -414,7 +414,7 @@ async function slowPeer(a: SoakNode, self: KeyPair, state: Run, stats: AttackSta
     }
     stats.sessions++;
     const dropped = observer.nextClose(a, self.id);
-    session.pause();
+    session.pause('backlog');
     const code = await state.until(dropped);
     if (code !== undefined) bump(stats.closes, code);
     session.close(Close.normal, 'soak over');
