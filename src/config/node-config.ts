@@ -39,6 +39,7 @@ export const DEFAULTS = {
   snapshotEvery: 500,
   maxPeerBytesPerSecond: 64 * 1024 * 1024,
   announceInterval: '5m',
+  rateLimitWindow: '30s',
 } as const;
 
 const FileSchema = z.strictObject({
@@ -68,6 +69,7 @@ const FileSchema = z.strictObject({
   snapshotEvery: bytes.optional(),
   maxPeerBytesPerSecond: bytes.optional(),
   announceInterval: duration.optional(),
+  rateLimitWindow: duration.optional(),
 });
 
 export type NodeConfigFile = z.infer<typeof FileSchema>;
@@ -102,6 +104,7 @@ export interface NodeConfig {
   readonly snapshotEvery: number;
   readonly maxPeerBytesPerSecond: number;
   readonly announceInterval: number;
+  readonly rateLimitWindow: number;
 }
 
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -145,9 +148,10 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     snapshotEvery: c.snapshotEvery ?? DEFAULTS.snapshotEvery,
     maxPeerBytesPerSecond: c.maxPeerBytesPerSecond ?? DEFAULTS.maxPeerBytesPerSecond,
     announceInterval: ms(c.announceInterval, DEFAULTS.announceInterval),
+    rateLimitWindow: ms(c.rateLimitWindow, DEFAULTS.rateLimitWindow),
   };
   // Timers cannot wait longer than 2^31-1 ms (about 24.8 days).
-  for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout', 'announceInterval'] as const) {
+  for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout', 'announceInterval', 'rateLimitWindow'] as const) {
     if (config[key] > MAX_TIMER_MS) throw new ConfigError(file, `$.${key}`, 'must be at most "24d"');
   }
   if (config.maxFrameBytes < config.maxUpdateBytes + 64 * 1024) {

@@ -33,6 +33,7 @@ export interface HandshakeSettings {
   readonly maxQueuedBytes: number;
   readonly heartbeatMs: number;
   readonly maxPeerBytesPerSecond: number;
+  readonly rateLimitWindowMs: number;
   readonly now: () => number;
   readonly replay: ReplayCache;
   readonly log: Logger;
@@ -169,6 +170,7 @@ function sessionOptions(s: HandshakeSettings, ws: WebSocket, pre: PreAuth, o: { 
     maxQueuedBytes: s.maxQueuedBytes,
     heartbeatMs: s.heartbeatMs,
     maxBytesPerSecond: s.maxPeerBytesPerSecond,
+    rateLimitWindowMs: s.rateLimitWindowMs,
     remote: o.remote,
     log: s.log,
   });

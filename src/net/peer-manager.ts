@@ -83,6 +83,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       maxQueuedBytes: c.maxQueuedBytes,
       heartbeatMs: c.heartbeatInterval,
       maxPeerBytesPerSecond: c.maxPeerBytesPerSecond,
+      rateLimitWindowMs: c.rateLimitWindow,
       now: opts.now,
       replay: new ReplayCache({ now: opts.now }),
       log: opts.log,

@@ -35,6 +35,8 @@ export interface SessionOptions {
   readonly heartbeatMs: number;
   /** Inbound bytes per second this peer may send on average (2 s of burst). */
   readonly maxBytesPerSecond: number;
+  /** A peer throttled for more than half of this window is disconnected (4020). */
+  readonly rateLimitWindowMs: number;
   readonly remote: string;
   readonly log: Logger;
 }
@@ -176,7 +178,7 @@ export class Session extends EventEmitter<SessionEvents> {
   /**
    * Token bucket on inbound bytes: a peer over its rate is throttled (reading
    * pauses, at most a second at a time so heartbeats still get through); one
-   * that stays over it for more than half of 30 seconds is disconnected.
+   * that stays over it for more than half of `rateLimitWindow` is disconnected.
    */
   #meter(bytes: number): void {
     const rate = this.#opts.maxBytesPerSecond;
@@ -186,10 +188,11 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#bucket -= bytes;
     if (this.#bucket >= 0 || this.#paused) return;
     const ms = Math.min(1000, Math.ceil((-this.#bucket / rate) * 1000));
+    const window = this.#opts.rateLimitWindowMs;
     this.#throttles.push([now, ms]);
-    while (this.#throttles.length && this.#throttles[0]![0] < now - 30_000) this.#throttles.shift();
+    while (this.#throttles.length && this.#throttles[0]![0] < now - window) this.#throttles.shift();
     const throttled = this.#throttles.reduce((n, [, d]) => n + d, 0);
-    if (throttled > 15_000) throw new PeerRefusal(Close.rateLimited, `over ${rate} bytes/s for most of 30 s`);
+    if (throttled > window / 2) throw new PeerRefusal(Close.rateLimited, `over ${rate} bytes/s for most of ${Math.round(window / 1000)} s`);
     this.pause('rate');
     this.#paused = setTimeout(() => {
       this.#paused = undefined;
@@ -197,7 +200,7 @@ export class Session extends EventEmitter<SessionEvents> {
     }, ms);
   }
 
-  /** Times this session has been throttled in the last 30 s (metrics, tests). */
+  /** Times this session has been throttled within the rate-limit window (metrics, tests). */
   get throttles(): number {
     return this.#throttles.length;
   }

@@ -91,7 +91,7 @@ function apiOf(node: SpawnedNode, token: string) {
 describe('an authenticated peer that floods', () => {
   it('is throttled, then disconnected with 4020 when it persists, while the honest peer keeps replicating', async () => {
     const rate = 200_000;
-    const a = await arena({ maxPeerBytesPerSecond: rate });
+    const a = await arena({ maxPeerBytesPerSecond: rate, rateLimitWindow: '4s' });
     const flooder = await RawSyncPeer.dial(a.target.url, a.mallory, { id: a.target.id, publicKey: a.target.publicKey });
     const pm = a.target.daemon.peerManager;
     const session = await waitUntil(() => ready(pm.session(a.mallory.id as NodeId)), { what: 'the target keeps the flooder session' });

@@ -63,6 +63,7 @@ describe('tessera.json defaults', () => {
       snapshotEvery: 500,
       maxPeerBytesPerSecond: 64 * 1024 * 1024,
       announceInterval: 300_000,
+      rateLimitWindow: 30_000,
     });
   });
 
@@ -109,6 +110,7 @@ describe('tessera.json keys', () => {
       snapshotEvery: 50,
       maxPeerBytesPerSecond: 2048,
       announceInterval: '1m',
+      rateLimitWindow: '10s',
     });
     expect(c).toEqual({
       file: FILE,
@@ -139,6 +141,7 @@ describe('tessera.json keys', () => {
       snapshotEvery: 50,
       maxPeerBytesPerSecond: 2048,
       announceInterval: 60_000,
+      rateLimitWindow: 10_000,
     });
   });
 
