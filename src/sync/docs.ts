@@ -115,7 +115,9 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   async vector(doc: DocName): Promise<Vector> {
     const live = this.#live.get(doc);
-    return live ? { ...live.vector } : readVector(this.#o.store, doc);
+    if (live) return { ...live.vector };
+    // Every document with a stored vector is known: a name never seen costs no read.
+    return this.#known.has(doc) ? readVector(this.#o.store, doc) : {};
   }
 
   /** The live document (loading it if needed); `use` keeps it loaded until released. */
