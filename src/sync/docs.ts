@@ -81,6 +81,8 @@ export class Docs extends EventEmitter<DocsEvents> {
     super();
     this.#o = opts;
     this.#log = opts.log.child({ component: 'docs' });
+    // One listener per SSE stream and per session: their number is not a leak.
+    this.setMaxListeners(0);
     this.#ownFeed = feedKey(opts.identity.id, opts.store.feed);
   }
 
@@ -222,10 +224,10 @@ export class Docs extends EventEmitter<DocsEvents> {
    * signed and stored are merged into the next one.
    */
   async write(doc: DocName, update: Uint8Array): Promise<{ vector: Vector; refused: RefusedPart[] }> {
-    parseUpdate(update);
+    const parsed = parseUpdate(update);
     const live = await this.open(doc);
     return new Promise((resolve, reject) => {
-      live.localQueue.push({ update, resolve, reject, refused: [] });
+      live.localQueue.push({ update, parsed, resolve, reject, refused: [] });
       if (!live.signing) void this.#pumpLocal(live);
     });
   }
@@ -283,7 +285,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const refusedRanges: [number, number, number][] = [];
     let launders = false;
     for (const w of batch) {
-      const parsed = parseUpdate(w.update);
+      const parsed = w.parsed;
       // Laundering (DESIGN.md §2): structs of dropped ranges, or built on them, are never signed for an app.
       for (const st of parsed.structs) {
         if (st.kind === 10) continue;
@@ -303,7 +305,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const merged = mergeBounded(batch.map((w) => w.update));
     const before = deferredKey(live);
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
-    const signed = newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges);
+    const signed = newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live));
     // Deferred deletions are acknowledged with the write: durable in the same batch.
     const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);
@@ -547,6 +549,10 @@ export class Docs extends EventEmitter<DocsEvents> {
     this.emit('change', live.name, { ...live.vector });
   }
 
+  #deferredOverflow(live: LiveDoc): void {
+    this.#log.warn({ doc: live.name }, 'deletions waiting for their items passed their bound: the oldest client\'s were dropped');
+  }
+
   #alarmEquivocation(live: LiveDoc, refused: readonly RefusedPart[], peer: NodeId | undefined): void {
     for (const r of refused) this.emit('alarm', { doc: live.name, kind: 'equivocation', origins: [...r.origins], peer: peer ?? null });
   }
@@ -592,7 +598,7 @@ export class Docs extends EventEmitter<DocsEvents> {
   async #flushDeferred(live: LiveDoc): Promise<void> {
     const empty = new Uint8Array([0, 0]);
     const before = deferredKey(live);
-    const signed = newPart(live, empty, [], undefined, this.#o.maxDeferredRanges);
+    const signed = newPart(live, empty, [], undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live));
     const ops: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, ops);
     else await this.#o.store.write(ops);

@@ -16,6 +16,8 @@ export interface HeldEnvelope {
 
 export interface LocalWrite {
   readonly update: Uint8Array;
+  /** The update as parsed when it was validated. */
+  readonly parsed: ParsedUpdate;
   readonly resolve: (r: { vector: Vector; refused: RefusedPart[] }) => void;
   readonly reject: (err: unknown) => void;
   readonly refused: RefusedPart[];

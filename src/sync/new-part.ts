@@ -18,7 +18,7 @@ export type Range = readonly [number, number, number];
  * it does not hold are deferred until they arrive. Undefined when nothing
  * is new.
  */
-export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000, onOverflow?: () => void): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
   const ydoc = live.ydoc;
   const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
   const parsedDiff = parseUpdate(diff);
@@ -64,22 +64,25 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
     }
   }
   normalizeDeletes(live.deferredDeletes);
-  boundDeferred(live, maxDeferred);
+  if (boundDeferred(live, maxDeferred)) onOverflow?.();
   normalizeDeletes(deletes);
   if (kept.length === 0 && deletes.size === 0) return undefined;
   const signed = buildUpdate(diff, kept, deletes);
   return { update: signed, parsed: parseUpdate(signed) };
 }
 
-/** Keeps deferred deletions within their bound (the oldest client's go first). */
-function boundDeferred(live: LiveDoc, max: number): void {
+/** Keeps deferred deletions within their bound (the oldest client's go first); true if any were dropped. */
+function boundDeferred(live: LiveDoc, max: number): boolean {
   let n = 0;
+  let dropped = false;
   for (const [client, ranges] of live.deferredDeletes) {
     n += ranges.length;
     if (n > max) {
       live.deferredDeletes.delete(client);
+      dropped = true;
     }
   }
+  return dropped;
 }
 
 /** Runs of clocks in [from, to) of `client` whose items are not deleted in the doc. */

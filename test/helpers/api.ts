@@ -82,3 +82,23 @@ export function rawWs(port: number, path: string, headers: Record<string, string
     req.end();
   });
 }
+
+/** `200`, or `STATUS CODE` once the body is checked to be exactly `{"error":{"code","message"}}`. */
+export function outcome(a: Answer): string {
+  if (a.status >= 200 && a.status < 300) return String(a.status);
+  let body: unknown;
+  try {
+    body = JSON.parse(a.text);
+  } catch {
+    return `${a.status} (not JSON: ${a.text.slice(0, 60)})`;
+  }
+  const err = (body as { error?: { code?: unknown; message?: unknown } }).error;
+  const exact =
+    String(a.headers['content-type']).startsWith('application/json') &&
+    Object.keys(body as object).join() === 'error' &&
+    Object.keys(err ?? {}).sort().join() === 'code,message' &&
+    typeof err?.code === 'string' &&
+    typeof err.message === 'string' &&
+    err.message.length > 0;
+  return exact ? `${a.status} ${err!.code}` : `${a.status} (bad error body: ${a.text.slice(0, 80)})`;
+}

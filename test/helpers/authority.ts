@@ -12,12 +12,9 @@ import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
-import type { TestNode } from './cluster.js';
+import { testNode, type TestNode } from './cluster.js';
 import { postUpdate } from './docs.js';
-import { startDaemon } from './node.js';
 import { generateKeyPair, importPublicJwk, type KeyPair } from '../../src/identity/keys.js';
-import { readKeyFile } from '../../src/identity/file.js';
-import { issueApiToken } from '../../src/tokens/api-token.js';
 import { issueGrant } from '../../src/tokens/grant.js';
 import { issueRevocation } from '../../src/tokens/revocation.js';
 import { docHash } from '../../src/trust/trust.js';
@@ -58,20 +55,8 @@ export async function writeGrants(node: TestNode, grants: string[], revocations:
 }
 
 /** Starts a daemon in this process on an existing data dir (a restart); stopped when the test ends. */
-export async function nodeOn(dir: string, name: string): Promise<TestNode> {
-  const { daemon, lines, api } = await startDaemon({ dir });
-  const identity = await readKeyFile(join(dir, 'identity.json'));
-  return {
-    daemon,
-    dir,
-    name,
-    id: identity.id,
-    api,
-    url: `ws://127.0.0.1:${daemon.peerAddress.port}`,
-    lines,
-    publicKey: identity.publicJwk as TestNode['publicKey'],
-    token: (scopes = ['read:**', 'write:**']) => issueApiToken(identity, { scopes, ttlMs: 3_600_000 }),
-  };
+export function nodeOn(dir: string, name: string): Promise<TestNode> {
+  return testNode(name, {}, dir);
 }
 
 /** The feed key (`<id>:<feed>`) a node signs its own envelopes under. */

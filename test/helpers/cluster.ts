@@ -17,9 +17,9 @@ export interface TestNode {
   token(scopes?: string[]): Promise<string>;
 }
 
-/** Starts a node in this process on port 0 with its own data dir. */
-export async function testNode(name: string, config: Record<string, unknown> = {}): Promise<TestNode> {
-  const { daemon, dir, lines, api } = await startDaemon({ name, config });
+/** Starts a node in this process on port 0 with its own data dir, or again on `dir` (a restart). */
+export async function testNode(name: string, config: Record<string, unknown> = {}, existingDir?: string): Promise<TestNode> {
+  const { daemon, dir, lines, api } = await startDaemon(existingDir ? { dir: existingDir } : { name, config });
   const identity = await readKeyFile(join(dir, 'identity.json'));
   return {
     daemon,

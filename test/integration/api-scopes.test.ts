@@ -5,7 +5,7 @@
  * close code) and the error body `{"error":{"code","message"}}` are asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { http, rawWs, type Answer } from '../helpers/api.js';
+import { http, outcome, rawWs } from '../helpers/api.js';
 import { randomBytes } from 'node:crypto';
 import { testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, postUpdate } from '../helpers/docs.js';
@@ -13,25 +13,6 @@ import { generateKeyPair } from '../../src/identity/keys.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 
 
-/** `200`, or `STATUS CODE` once the body is checked to be exactly `{"error":{"code","message"}}`. */
-function outcome(a: Answer): string {
-  if (a.status >= 200 && a.status < 300) return String(a.status);
-  let body: unknown;
-  try {
-    body = JSON.parse(a.text);
-  } catch {
-    return `${a.status} (not JSON: ${a.text.slice(0, 60)})`;
-  }
-  const err = (body as { error?: { code?: unknown; message?: unknown } }).error;
-  const exact =
-    String(a.headers['content-type']).startsWith('application/json') &&
-    Object.keys(body as object).join() === 'error' &&
-    Object.keys(err ?? {}).sort().join() === 'code,message' &&
-    typeof err?.code === 'string' &&
-    typeof err.message === 'string' &&
-    err.message.length > 0;
-  return exact ? `${a.status} ${err!.code}` : `${a.status} (bad error body: ${a.text.slice(0, 80)})`;
-}
 
 function wsOutcome(o: WsOutcome): string {
   if (o.kind === 'http') return `http ${o.status}`;
