@@ -82,21 +82,30 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
       }
     }
     const revocations = new Map<NodeId, Cutoff[]>();
-    for (const token of this.#rawRevocations) {
-      const peek = peekRevocation(token);
-      const key = peek && this.#authorityKeys.get(peek.iss);
-      if (!key) continue;
-      try {
-        const r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
-        (revocations.get(r.sub) ?? revocations.set(r.sub, []).get(r.sub)!).push(r.cutoff);
-      } catch {
-        // signed by someone else: ignored, so no one can revoke by forging one
-      }
-    }
+    for (const token of this.#rawRevocations) await this.#takeRevocation(token, revocations);
     this.#grants = grants;
     this.#authorityRevocations = revocations;
     this.#log.debug({ grants: grants.size, revoked: revocations.size }, 'trust refreshed');
-    const fingerprint = JSON.stringify([...revocations].sort()) + JSON.stringify(this.#peers().peers.filter((p) => p.revoked).map((p) => [p.id, p.revoked]));
+    this.#updateFingerprint();
+  }
+
+  /** Adds a revocation to `into` if a trusted authority signed it; one signed by anyone else is ignored, so no one can revoke by forging one. */
+  async #takeRevocation(token: string, into: Map<NodeId, Cutoff[]>): Promise<boolean> {
+    const peek = peekRevocation(token);
+    const key = peek && this.#authorityKeys.get(peek.iss);
+    if (!key) return false;
+    try {
+      const r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
+      (into.get(r.sub) ?? into.set(r.sub, []).get(r.sub)!).push(r.cutoff);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Recomputes what identifies the revocations in force; emits `revocations` when it changed (not on the first computation). */
+  #updateFingerprint(): void {
+    const fingerprint = JSON.stringify([...this.#authorityRevocations].sort()) + JSON.stringify(this.#peers().peers.filter((p) => p.revoked).map((p) => [p.id, p.revoked]));
     if (fingerprint !== this.#fingerprint) {
       const first = this.#fingerprint === '';
       this.#fingerprint = fingerprint;
@@ -117,32 +126,40 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
 
   /** Stores grants received from a peer or the grants file; true if any was new. */
   async addGrants(tokens: readonly string[]): Promise<boolean> {
-    let added = false;
+    const fresh: { sub: NodeId; token: string }[] = [];
     for (const token of tokens) {
       const peek = peekGrant(token);
       if (!peek || !/^[A-Za-z0-9_-]{43}$/.test(peek.sub)) continue;
-      if (!this.#remember(this.#rawGrants, peek.sub, token)) continue;
-      added = true;
-      const jti = createHash('sha256').update(token).digest('hex').slice(0, 24);
-      await this.#store.write([{ type: 'put', space: Space.grant, key: `${peek.sub}\u0000${jti}`, value: Buffer.from(token) }]);
+      if (this.#remember(this.#rawGrants, peek.sub, token)) fresh.push({ sub: peek.sub as NodeId, token });
     }
-    if (added) await this.refresh();
-    return added;
+    if (!fresh.length) return false;
+    await this.#store.write(
+      fresh.map(({ sub, token }) => ({ type: 'put' as const, space: Space.grant, key: `${sub}\u0000${createHash('sha256').update(token).digest('hex').slice(0, 24)}`, value: Buffer.from(token) })),
+    );
+    // Only the new ones are verified: everything is re-verified only when the authorities change.
+    for (const { sub, token } of fresh) {
+      const g = await this.#verifyGrant(token, sub, false);
+      if (g) this.#grants.set(sub, [...(this.#grants.get(sub) ?? []), g]);
+    }
+    return true;
   }
 
   /** Stores revocations (from the grants file or a peer); true if any new one binds this node. */
   async addRevocations(tokens: readonly string[]): Promise<boolean> {
-    let added = false;
+    const fresh: string[] = [];
     for (const token of tokens) {
       if (this.#rawRevocations.has(token) || this.#rawRevocations.size >= MAX_REVOCATIONS || !peekRevocation(token)) continue;
       this.#rawRevocations.add(token);
-      added = true;
-      const id = createHash('sha256').update(token).digest('hex').slice(0, 32);
-      await this.#store.write([{ type: 'put', space: Space.revocation, key: id, value: Buffer.from(token) }]);
+      fresh.push(token);
     }
-    if (!added) return false;
+    if (!fresh.length) return false;
+    await this.#store.write(fresh.map((token) => ({ type: 'put' as const, space: Space.revocation, key: createHash('sha256').update(token).digest('hex').slice(0, 32), value: Buffer.from(token) })));
+    // Only the new ones are verified.
+    let trusted = false;
+    for (const token of fresh) trusted = (await this.#takeRevocation(token, this.#authorityRevocations)) || trusted;
+    if (!trusted) return false;
     const before = this.#fingerprint;
-    await this.refresh();
+    this.#updateFingerprint();
     return before !== this.#fingerprint;
   }
 
