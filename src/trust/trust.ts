@@ -105,7 +105,8 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
 
   /** Recomputes what identifies the revocations in force; emits `revocations` when it changed (not on the first computation). */
   #updateFingerprint(): void {
-    const fingerprint = JSON.stringify([...this.#authorityRevocations].sort()) + JSON.stringify(this.#peers().peers.filter((p) => p.revoked).map((p) => [p.id, p.revoked]));
+    const authority = [...this.#authorityRevocations].map(([id, cutoffs]) => [id, cutoffs.map((c) => JSON.stringify(c)).sort()]).sort();
+    const fingerprint = JSON.stringify(authority) + JSON.stringify(this.#peers().peers.filter((p) => p.revoked).map((p) => [p.id, p.revoked]));
     if (fingerprint !== this.#fingerprint) {
       const first = this.#fingerprint === '';
       this.#fingerprint = fingerprint;
