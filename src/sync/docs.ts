@@ -12,7 +12,7 @@ import { EnvelopeError, readEnvelopeClaims, signEnvelope, updateHash, verifyEnve
 import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
-import { dependsOnDropped, inDropped, mergeBounded, newPart, pendingRanges, undeletedRuns } from './new-part.js';
+import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, pendingRanges, undeletedRuns } from './new-part.js';
 import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
 
@@ -302,7 +302,8 @@ export class Docs extends EventEmitter<DocsEvents> {
         refusedRanges.push([r.client, r.from, r.to]);
       }
     }
-    const merged = mergeBounded(batch.map((w) => w.update));
+    // One struct per run of typing, not per keystroke: what every later step pays for.
+    const merged = joinTypingIn(live.ydoc, mergeBounded(batch.map((w) => w.update)));
     const before = deferredKey(live);
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
     const signed = newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live));

@@ -1,6 +1,6 @@
 import * as Y from 'yjs';
 import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
-import { buildUpdate, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
+import { buildUpdate, joinTyping, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
 import type { LiveDoc } from './live-doc.js';
 
 /**
@@ -123,6 +123,30 @@ export function inDropped(ranges: readonly Range[], client: number, from: number
 export function dependsOnDropped(ranges: readonly Range[], st: ParsedStruct): boolean {
   const ids = [st.origin, st.rightOrigin, Array.isArray(st.parent) ? st.parent : null];
   return ids.some((id) => id !== null && inDropped(ranges, id[0]!, id[1]!, id[1]! + 1));
+}
+
+/**
+ * An app's batch of keystrokes with each run of typing joined into one
+ * struct (`joinTyping`), as this node's document would hold it. A run may
+ * start at a struct whose position is known to be in a sequence: a stated
+ * parent with no key, or an origin (else right origin) that this document
+ * or the batch itself holds in a sequence.
+ */
+export function joinTypingIn(ydoc: Y.Doc, update: Uint8Array): Uint8Array {
+  return joinTyping(update, parseUpdate(update), (s, inRuns) => {
+    if (s.parentSub !== null) return false;
+    const neighbour = s.origin ?? s.rightOrigin;
+    if (neighbour === null) return true;
+    return inRuns(neighbour) || inSequence(ydoc, neighbour[0], neighbour[1]);
+  });
+}
+
+/** Whether the doc holds (client, clock) as an item of a sequence (not a map entry, not collected). */
+function inSequence(ydoc: Y.Doc, client: number, clock: number): boolean {
+  const structs = ydoc.store.clients.get(client);
+  if (!structs || clock >= Y.getState(ydoc.store, client)) return false;
+  const s = structs[Y.findIndexSS(structs, clock)];
+  return s instanceof Y.Item && s.parentSub === null;
 }
 
 /** Y.mergeUpdates is superlinear in the number of updates: merge in bounded groups. */

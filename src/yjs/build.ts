@@ -1,5 +1,5 @@
 import * as encoding from 'lib0/encoding';
-import { StructKind, type ParsedStruct } from './parse.js';
+import { StructKind, type ParsedStruct, type ParsedUpdate } from './parse.js';
 
 /** client → sorted, non-overlapping [clock, len] ranges. */
 export type DeleteRanges = Map<number, [number, number][]>;
@@ -66,4 +66,75 @@ export function normalizeDeletes(deletes: DeleteRanges): DeleteRanges {
     else deletes.delete(client);
   }
   return deletes;
+}
+
+type Id = readonly [number, number] | null;
+const sameId = (a: Id, b: Id) => (a === null ? b === null : b !== null && a[0] === b[0] && a[1] === b[1]);
+
+/**
+ * Joins runs of typed characters into one string struct each, as Yjs itself
+ * does in a document: a string struct whose origin is the last character of
+ * the struct before it (same client, next clock) and whose right origin is
+ * the same is the continuation of it. An app sends every keystroke as its
+ * own struct; joined, a batch of typing costs every later step (signing,
+ * storing, sending, verifying, applying) one struct instead of thousands.
+ *
+ * A run starts only at a struct `mayStart` vouches for: one that is known to
+ * sit in a sequence (no `parentSub`), since a continuation inherits its
+ * map key from its origin and a map entry must not be joined. Everything
+ * else is copied byte for byte, the delete set included. Returns the update
+ * itself when nothing joins.
+ */
+export function joinTyping(source: Uint8Array, parsed: ParsedUpdate, mayStart: (s: ParsedStruct, inRuns: (id: Id) => boolean) => boolean): Uint8Array {
+  const groups: ParsedStruct[][] = [];
+  for (const s of parsed.structs) {
+    const g = groups[groups.length - 1];
+    if (g && g[0]!.client === s.client) g.push(s);
+    else groups.push([s]);
+  }
+  // [client, from, to) of the strings known to sit in a sequence: an origin inside one vouches for its continuation.
+  const runs: [number, number, number][] = [];
+  const inRuns = (id: Id) => id !== null && runs.some(([c, a, b]) => c === id[0] && id[1] >= a && id[1] < b);
+  let joined = false;
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, groups.length);
+  for (const g of groups) {
+    const pieces: (ParsedStruct | { head: ParsedStruct; text: string[]; length: number })[] = [];
+    let run: { head: ParsedStruct; text: string[]; length: number } | undefined;
+    for (const s of g) {
+      if (s.kind !== StructKind.string) {
+        run = undefined;
+        pieces.push(s);
+        continue;
+      }
+      const end = run && run.head.clock + run.length;
+      if (run && s.clock === end && s.origin !== null && s.origin[0] === s.client && s.origin[1] === end - 1 && sameId(s.rightOrigin, run.head.rightOrigin)) {
+        run.text.push(s.content as string);
+        run.length += s.length;
+        runs[runs.length - 1]![2] = s.clock + s.length;
+        joined = true;
+        continue;
+      }
+      if (mayStart(s, inRuns)) {
+        run = { head: s, text: [s.content as string], length: s.length };
+        runs.push([s.client, s.clock, s.clock + s.length]);
+        pieces.push(run);
+      } else {
+        run = undefined;
+        pieces.push(s);
+      }
+    }
+    encoding.writeVarUint(e, pieces.length);
+    encoding.writeVarUint(e, g[0]!.client);
+    encoding.writeVarUint(e, g[0]!.clock);
+    for (const p of pieces) {
+      if ('text' in p) {
+        encoding.writeUint8Array(e, source.subarray(p.head.start, p.head.contentStart));
+        encoding.writeVarString(e, p.text.join(''));
+      } else encoding.writeUint8Array(e, source.subarray(p.start, p.end));
+    }
+  }
+  if (!joined) return source;
+  encoding.writeUint8Array(e, source.subarray(parsed.dsStart));
+  return encoding.toUint8Array(e);
 }
