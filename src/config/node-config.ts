@@ -30,6 +30,7 @@ export const DEFAULTS = {
   durability: 'fsync',
   allowedOrigins: [] as string[],
   maxUnauthenticated: 64,
+  maxUnauthenticatedPerAddress: 8,
   handshakesPerMinute: 120,
   heartbeatInterval: '15s',
   reconnectMax: '30s',
@@ -60,6 +61,7 @@ const FileSchema = z.strictObject({
   durability: z.enum(['fsync', 'relaxed']).optional(),
   allowedOrigins: z.array(z.string().min(1)).optional(),
   maxUnauthenticated: bytes.optional(),
+  maxUnauthenticatedPerAddress: bytes.optional(),
   handshakesPerMinute: bytes.optional(),
   heartbeatInterval: duration.optional(),
   reconnectMax: duration.optional(),
@@ -95,6 +97,7 @@ export interface NodeConfig {
   readonly durability: 'fsync' | 'relaxed';
   readonly allowedOrigins: readonly string[];
   readonly maxUnauthenticated: number;
+  readonly maxUnauthenticatedPerAddress: number;
   readonly handshakesPerMinute: number;
   readonly heartbeatInterval: number;
   readonly reconnectMax: number;
@@ -139,6 +142,7 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     durability: c.durability ?? DEFAULTS.durability,
     allowedOrigins: c.allowedOrigins ?? DEFAULTS.allowedOrigins,
     maxUnauthenticated: c.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
+    maxUnauthenticatedPerAddress: c.maxUnauthenticatedPerAddress ?? DEFAULTS.maxUnauthenticatedPerAddress,
     handshakesPerMinute: c.handshakesPerMinute ?? DEFAULTS.handshakesPerMinute,
     heartbeatInterval: ms(c.heartbeatInterval, DEFAULTS.heartbeatInterval),
     reconnectMax: ms(c.reconnectMax, DEFAULTS.reconnectMax),

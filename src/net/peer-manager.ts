@@ -17,6 +17,8 @@ import { acceptHandshake, dialHandshake, type Admission, type HandshakeSettings 
 import { Dialer } from './dialer.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplayCache } from './replay-cache.js';
+import { UnauthenticatedSlots } from './unauthenticated-slots.js';
+import { addressGroup } from '../util/address.js';
 import type { Session } from './session.js';
 import type { Trust } from '../trust/trust.js';
 import type { PublicJwk } from '../types.js';
@@ -60,7 +62,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   readonly #runtime = new Map<NodeId, PeerRuntime>();
   readonly #sessions = new Map<NodeId, Session>();
   readonly #pending = new Set<WebSocket | Session>();
-  #unauthenticated = 0;
+  readonly #unauthenticated: UnauthenticatedSlots<WebSocket>;
   /** Handshakes by result: "ok" or the refusal's name. */
   readonly handshakes = new Map<string, number>();
   #server: Server | undefined;
@@ -89,6 +91,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       log: opts.log,
     };
     this.#rate = new RateLimiter({ perMinute: c.handshakesPerMinute, now: opts.now });
+    this.#unauthenticated = new UnauthenticatedSlots({ max: c.maxUnauthenticated, perAddress: c.maxUnauthenticatedPerAddress });
     this.#peers = opts.peers;
     this.#index();
   }
@@ -357,6 +360,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
 
   #upgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    const address = req.socket.remoteAddress ?? '?';
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const refuse = (kind: CloseKind, detail: string) => {
       this.#count(kind.name);
@@ -368,18 +372,20 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       this.#log.warn({ code: kind.code, reason: detail, remote }, 'peer refused');
     };
     if (this.#stopped) return refuse(Close.goingAway, 'node stopping');
-    if (this.#unauthenticated >= this.#opts.config.maxUnauthenticated) return refuse(Close.busy, 'too many unauthenticated connections');
-    if (!this.#rate.allow(req.socket.remoteAddress ?? '?')) return refuse(Close.rateLimited, 'too many handshakes from this address');
-    wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, remote));
+    const full = this.#unauthenticated.full(address);
+    if (full === 'all') return refuse(Close.busy, 'too many unauthenticated connections');
+    if (full === 'address') return refuse(Close.busy, 'too many unauthenticated connections from this address');
+    if (!this.#rate.allow(addressGroup(address))) return refuse(Close.rateLimited, 'too many handshakes from this address');
+    wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, remote, address));
   }
 
-  #accept(ws: WebSocket, remote: string): void {
+  #accept(ws: WebSocket, remote: string, address: string): void {
     ws.on('error', () => undefined);
     if (ws.protocol !== SUBPROTOCOL) {
       ws.close(Close.handshakeInvalid.code, closeReason(Close.handshakeInvalid, 'subprotocol tessera.v1 required'));
       return;
     }
-    this.#unauthenticated++;
+    this.#unauthenticated.take(ws, address);
     this.#pending.add(ws);
     let claimed: string | undefined;
     acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), this.#opts.grants, (id) => (claimed = id))
@@ -402,8 +408,8 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   }
 
   #release(ws: WebSocket): void {
-    if (!this.#pending.delete(ws)) return;
-    this.#unauthenticated--;
+    this.#pending.delete(ws);
+    this.#unauthenticated.release(ws);
   }
 
   #admit(hello: Hello): Admission {

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /** A `HOST:PORT` address as written in config and flags (`[::1]:7400` for IPv6). */
 export interface HostPort {
   readonly host: string;
@@ -29,4 +31,38 @@ const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 export function isLoopbackName(host: string): boolean {
   const h = host.toLowerCase();
   return LOOPBACK_NAMES.has(h) || h.endsWith('.localhost') || /^127(?:\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * The group a remote address is counted under when connections are capped
+ * per address: an IPv4 address as is, also when a dual-stack listener sees
+ * it IPv4-mapped (`::ffff:127.0.0.1` is `127.0.0.1`); an IPv6 address by its
+ * /64 prefix (`2001:db8:0:1::/64`), since one host usually holds a whole /64.
+ * Anything else (no address at all, say) is its own group.
+ */
+export function addressGroup(address: string): string {
+  if (isIP(address) === 4) return address;
+  const groups = isIP(address) === 6 ? ipv6Groups(address.split('%')[0]!) : undefined;
+  if (!groups) return address;
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join('.');
+  }
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (`::` expanded, a dotted IPv4 tail as two groups). */
+function ipv6Groups(address: string): number[] | undefined {
+  const parse = (part: string): number[] =>
+    part === ''
+      ? []
+      : part.split(':').flatMap((g) => {
+          if (!g.includes('.')) return [parseInt(g, 16)];
+          const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const [head = '', tail] = address.split('::');
+  const before = parse(head);
+  const after = tail === undefined ? [] : parse(tail);
+  const groups = [...before, ...Array<number>(8 - before.length - after.length).fill(0), ...after];
+  return groups.length === 8 ? groups : undefined;
 }

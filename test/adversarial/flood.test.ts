@@ -20,23 +20,13 @@ import type { AnnounceEntry } from '../../src/protocol/messages.js';
 import { vectorHash } from '../../src/sync/vector.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 import type { NodeId } from '../../src/types.js';
-import { entryFor, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
-import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
+import { entryFor, setPeers, testNode } from '../helpers/cluster.js';
+import { appDoc, crosses, inProcess } from '../helpers/docs.js';
 import { nodeDir, spawnNode, writePeers, type SpawnedNode } from '../helpers/node.js';
 import { RawSyncPeer, rawEntry } from '../helpers/raw-peer.js';
 import { waitUntil } from '../helpers/wait.js';
 import { arena, listed, ready, within } from './arena.js';
 import { honestDial, sealMessage, upgradeRequest } from './raw-peer.js';
-
-/** Writes `key` on `from` and waits until `to` shows it: replication works between them. */
-async function crosses(from: TestNode, to: { get: (doc: string) => Promise<Record<string, unknown> | undefined> }, doc: string, key: string): Promise<void> {
-  const app = appDoc();
-  const res = await postUpdate(from, doc, app.edit((d) => d.getMap('m').set(key, 'honest')));
-  expect(res.status).toBe(200);
-  await waitUntil(async () => ((await to.get(doc))?.m as Record<string, unknown> | undefined)?.[key] === 'honest', { what: `${key} crosses to the node`, timeoutMs: 20_000 });
-}
-
-const inProcess = (node: TestNode) => ({ get: async (doc: string) => (await getDoc(node, doc)).body });
 
 /** An announce message of `n` documents the node does not hold, each with the hash of an empty vector (so it wants nothing back). */
 function floodAnnounce(batch: number, n: number): { type: 'announce'; docs: AnnounceEntry[] } {
@@ -275,8 +265,8 @@ describe('a thousand unauthenticated sockets and slowloris trickles', () => {
     const handshakeTimeout = 1000;
     const maxUnauthenticated = 64;
     const honest = await testNode('honest');
-    // The rate limit per address is lifted so that the cap on unauthenticated connections is what answers.
-    const gate = await childNode('gate', { handshakeTimeout: '1s', maxUnauthenticated, handshakesPerMinute: 100_000 }, [entryFor(honest)]);
+    // Every hostile socket comes from 127.0.0.1: the rate limit and the share per address are lifted, so that the cap on all unauthenticated connections is what answers.
+    const gate = await childNode('gate', { handshakeTimeout: '1s', maxUnauthenticated, maxUnauthenticatedPerAddress: maxUnauthenticated, handshakesPerMinute: 100_000 }, [entryFor(honest)]);
     await setPeers(honest, [listed('gate', gate.identity)]);
     const node = await spawnNode(gate.dir);
     const api = apiOf(node, gate.token);

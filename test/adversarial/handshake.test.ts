@@ -609,7 +609,7 @@ describe('bounds before authentication', () => {
   });
 
   it('with maxUnauthenticated 3, a 4th concurrent unauthenticated connection gets 4015; slots come back', async () => {
-    const a = await arena({ maxUnauthenticated: 3 });
+    const a = await arena({ maxUnauthenticated: 3, maxUnauthenticatedPerAddress: 64 }); // every socket is from 127.0.0.1: the cap on all of them answers
     // Refused handshakes give their slot back.
     for (let i = 0; i < 4; i++) {
       const peer = await RawPeer.connect(a.target.url);
@@ -618,7 +618,7 @@ describe('bounds before authentication', () => {
     }
     const stalled = [await RawPeer.connect(a.target.url), await RawPeer.connect(a.target.url), await RawPeer.connect(a.target.url)];
     const fourth = await RawPeer.connect(a.target.url);
-    await expectClose(fourth, Close.busy.code);
+    expect((await expectClose(fourth, Close.busy.code)).reason).toBe('busy: too many unauthenticated connections; retry: yes');
     await expectUndisturbed(a);
     for (const s of stalled) expect(s.closedWith).toBeUndefined();
 
@@ -659,7 +659,7 @@ describe('refusals at the upgrade', () => {
   });
 
   it('an invalid frame pipelined behind a busy upgrade (4015) escapes no handler', async () => {
-    const a = await arena({ maxUnauthenticated: 1 });
+    const a = await arena({ maxUnauthenticated: 1, maxUnauthenticatedPerAddress: 64 });
     const escaped = captureUncaught();
     await RawPeer.connect(a.target.url); // holds the one unauthenticated slot
     const port = a.target.daemon.peerAddress.port;
@@ -699,10 +699,11 @@ describe('refusals at the upgrade', () => {
   });
 
   it('a burst of 10 simultaneous connections with maxUnauthenticated 3 admits exactly 3 to the handshake', async () => {
-    const a = await arena({ maxUnauthenticated: 3, handshakeTimeout: '2s' });
+    const a = await arena({ maxUnauthenticated: 3, maxUnauthenticatedPerAddress: 64, handshakeTimeout: '2s' });
     const peers = await Promise.all(Array.from({ length: 10 }, () => RawPeer.connect(a.target.url)));
-    const codes = (await Promise.all(peers.map((p) => p.closeWithin()))).map((c) => c.code).sort();
-    expect(codes).toEqual([...Array(3).fill(Close.handshakeTimeout.code), ...Array(7).fill(Close.busy.code)]);
+    const closes = await Promise.all(peers.map((p) => p.closeWithin()));
+    expect(closes.map((c) => c.code).sort()).toEqual([...Array(3).fill(Close.handshakeTimeout.code), ...Array(7).fill(Close.busy.code)]);
+    for (const c of closes.filter((c) => c.code === Close.busy.code)) expect(c.reason).toBe('busy: too many unauthenticated connections; retry: yes');
     await expectUndisturbed(a);
   });
 });

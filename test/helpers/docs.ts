@@ -1,5 +1,7 @@
+import { expect } from 'vitest';
 import * as Y from 'yjs';
 import type { TestNode } from './cluster.js';
+import { waitUntil } from './wait.js';
 
 /** POSTs a Yjs update to a node's API; returns the status and JSON body. */
 export async function postUpdate(node: TestNode, doc: string, update: Uint8Array, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -37,4 +39,19 @@ export function appDoc(clientID?: number) {
       return out ?? Y.encodeStateAsUpdate(new Y.Doc());
     },
   };
+}
+
+/** A node's copy of a document as JSON, read in this process or through a child process's API. */
+export interface DocReader {
+  get(doc: string): Promise<Record<string, unknown> | undefined>;
+}
+
+export const inProcess = (node: TestNode): DocReader => ({ get: async (doc: string) => (await getDoc(node, doc)).body });
+
+/** Writes `key` on `from` and waits until `to` shows it: replication works between them. */
+export async function crosses(from: TestNode, to: DocReader, doc: string, key: string): Promise<void> {
+  const app = appDoc();
+  const res = await postUpdate(from, doc, app.edit((d) => d.getMap('m').set(key, 'honest')));
+  expect(res.status).toBe(200);
+  await waitUntil(async () => ((await to.get(doc))?.m as Record<string, unknown> | undefined)?.[key] === 'honest', { what: `${key} crosses to the node`, timeoutMs: 20_000 });
 }

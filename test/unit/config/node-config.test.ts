@@ -54,6 +54,7 @@ describe('tessera.json defaults', () => {
       durability: 'fsync',
       allowedOrigins: [],
       maxUnauthenticated: 64,
+      maxUnauthenticatedPerAddress: 8,
       handshakesPerMinute: 120,
       heartbeatInterval: 15_000,
       reconnectMax: 30_000,
@@ -101,6 +102,7 @@ describe('tessera.json keys', () => {
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
+      maxUnauthenticatedPerAddress: 2,
       handshakesPerMinute: 9,
       heartbeatInterval: '1m',
       reconnectMax: '45s',
@@ -132,6 +134,7 @@ describe('tessera.json keys', () => {
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
+      maxUnauthenticatedPerAddress: 2,
       handshakesPerMinute: 9,
       heartbeatInterval: 60_000,
       reconnectMax: 45_000,
@@ -206,7 +209,7 @@ describe('tessera.json refusals name the file and the JSON path', () => {
     refused({ listen: null }, '$.listen');
   });
 
-  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxUnauthenticated', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
+  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxUnauthenticated', 'maxUnauthenticatedPerAddress', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
     'a bad count for %s (zero, negative, fraction, string)',
     (key) => {
       for (const v of [0, -1, 1.5, '1024', null]) refused({ [key]: v }, `$.${key}`);
