@@ -223,9 +223,14 @@ export class Daemon {
     return this.#docs;
   }
 
-  /** `tessera verify`, run by the running node. */
-  verify(): Promise<VerifyReport> {
-    return verifyStore(this.#store, (origin) => this.#policy.authorJwk(origin));
+  /** `tessera verify`, run by the running node, on a snapshot of its store (it goes on writing meanwhile). */
+  async verify(): Promise<VerifyReport> {
+    const snapshot = this.#store.snapshot();
+    try {
+      return await verifyStore(snapshot, (origin) => this.#policy.authorJwk(origin));
+    } finally {
+      await snapshot.close();
+    }
   }
 
   /** Re-reads the peers and grants files (SIGHUP). */

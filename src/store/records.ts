@@ -1,5 +1,5 @@
 import type { DocName, FeedKey } from '../types.js';
-import { Space, json, type Store, type StoreOp } from './store.js';
+import { Space, json, type Store, type StoreOp, type StoreReader } from './store.js';
 
 /** A version vector: `<iss>:<feed>` → highest contiguous seq held. */
 export type Vector = Record<string, number>;
@@ -50,17 +50,17 @@ export function envelopeOps(envelopes: readonly StoredEnvelope[], vectors: Reado
   return ops;
 }
 
-export async function readVector(store: Store, doc: DocName): Promise<Vector> {
+export async function readVector(store: StoreReader, doc: DocName): Promise<Vector> {
   return (await store.getJson<Vector>(Space.vector, doc)) ?? {};
 }
 
-export async function readEnvelope(store: Store, doc: DocName, feed: FeedKey, seq: number): Promise<StoredEnvelope | undefined> {
+export async function readEnvelope(store: StoreReader, doc: DocName, feed: FeedKey, seq: number): Promise<StoredEnvelope | undefined> {
   const v = await store.get(Space.envelope, envelopeKey(doc, feed, seq));
   return v === undefined ? undefined : { doc, feed, seq, ...decodeEnvelopeValue(v) };
 }
 
 /** A feed's envelopes for a doc in seq order, starting after `afterSeq`. */
-export async function* readFeed(store: Store, doc: DocName, feed: FeedKey, afterSeq = 0, limit?: number): AsyncGenerator<StoredEnvelope> {
+export async function* readFeed(store: StoreReader, doc: DocName, feed: FeedKey, afterSeq = 0, limit?: number): AsyncGenerator<StoredEnvelope> {
   const prefix = doc + SEP + feed + SEP;
   const opts = afterSeq > 0 ? { after: prefix + seqKey(afterSeq), ...(limit ? { limit } : {}) } : limit ? { limit } : {};
   for await (const [key, value] of store.entries(Space.envelope, prefix, opts)) {
@@ -70,7 +70,7 @@ export async function* readFeed(store: Store, doc: DocName, feed: FeedKey, after
 }
 
 /** Every document that has a vector, in name order. */
-export async function* listDocs(store: Store): AsyncGenerator<{ doc: DocName; vector: Vector }> {
+export async function* listDocs(store: StoreReader): AsyncGenerator<{ doc: DocName; vector: Vector }> {
   for await (const [key, value] of store.entries(Space.vector)) yield { doc: key as DocName, vector: json.decode<Vector>(value) };
 }
 

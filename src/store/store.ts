@@ -50,7 +50,26 @@ export const json = {
  * (LevelDB drops everything after a half-written log record at the next open,
  * so writing on through the same handle would lose data later).
  */
-export class Store {
+export interface EntriesOptions {
+  readonly after?: string;
+  readonly limit?: number;
+  readonly reverse?: boolean;
+}
+
+/** What reading needs: the store itself, or a snapshot of it. */
+export interface StoreReader {
+  get(space: Space, key: string): Promise<Uint8Array | undefined>;
+  getJson<T>(space: Space, key: string): Promise<T | undefined>;
+  entries(space: Space, prefix?: string, opts?: EntriesOptions): AsyncGenerator<[string, Uint8Array]>;
+}
+
+export interface StoreSnapshot extends StoreReader {
+  close(): Promise<void>;
+}
+
+type DbSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>;
+
+export class Store implements StoreReader {
   readonly #path: string;
   readonly #opts: StoreOptions;
   readonly #log: Logger;
@@ -193,11 +212,7 @@ export class Store {
   }
 
   async get(space: Space, key: string): Promise<Uint8Array | undefined> {
-    try {
-      return await this.#db.get(space + key);
-    } catch (err) {
-      throw new StoreError(`store read failed (${space})`, err);
-    }
+    return this.#get(space, key);
   }
 
   async getJson<T>(space: Space, key: string): Promise<T | undefined> {
@@ -209,11 +224,41 @@ export class Store {
    * Entries of a key space whose keys start with `prefix`, in key order,
    * keys returned without the space prefix. `after` resumes past a key.
    */
-  async *entries(space: Space, prefix = '', opts: { after?: string; limit?: number; reverse?: boolean } = {}): AsyncGenerator<[string, Uint8Array]> {
+  entries(space: Space, prefix = '', opts: EntriesOptions = {}): AsyncGenerator<[string, Uint8Array]> {
+    return this.#entries(space, prefix, opts);
+  }
+
+  /**
+   * A consistent view of the store as it is now: reads through it see no
+   * write made after it was taken (a check that reads a vector and then its
+   * envelopes, say, while the node goes on writing). Close it when done.
+   */
+  snapshot(): StoreSnapshot {
+    const snapshot = this.#db.snapshot();
+    return {
+      get: (space, key) => this.#get(space, key, snapshot),
+      getJson: async <T>(space: Space, key: string) => {
+        const v = await this.#get(space, key, snapshot);
+        return v === undefined ? undefined : json.decode<T>(v);
+      },
+      entries: (space, prefix = '', opts = {}) => this.#entries(space, prefix, opts, snapshot),
+      close: () => snapshot.close(),
+    };
+  }
+
+  async #get(space: Space, key: string, snapshot?: DbSnapshot): Promise<Uint8Array | undefined> {
+    try {
+      return await this.#db.get(space + key, snapshot ? { snapshot } : {});
+    } catch (err) {
+      throw new StoreError(`store read failed (${space})`, err);
+    }
+  }
+
+  async *#entries(space: Space, prefix: string, opts: EntriesOptions, snapshot?: DbSnapshot): AsyncGenerator<[string, Uint8Array]> {
     const lower = space + prefix;
     const range = opts.after === undefined ? { gte: lower } : { gt: space + opts.after };
     try {
-      for await (const [k, v] of this.#db.iterator({ ...range, lt: lower + '\uffff', limit: opts.limit ?? -1, reverse: opts.reverse ?? false })) {
+      for await (const [k, v] of this.#db.iterator({ ...range, lt: lower + '\uffff', limit: opts.limit ?? -1, reverse: opts.reverse ?? false, ...(snapshot ? { snapshot } : {}) })) {
         yield [k.slice(1), v];
       }
     } catch (err) {

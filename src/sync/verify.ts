@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { importPublicJwk } from '../identity/keys.js';
 import type { DocName, FeedKey, NodeId, PublicJwk } from '../types.js';
-import { Space, type Store } from '../store/store.js';
+import { Space, type StoreReader } from '../store/store.js';
 import { listDocs, readFeed } from '../store/records.js';
 import { parseUpdate, structRanges } from '../yjs/parse.js';
 import { readEnvelopeClaims, verifyEnvelope } from './envelope.js';
@@ -25,9 +25,11 @@ export interface VerifyReport {
  * Re-checks every stored envelope (DESIGN.md §8): signature with its
  * origin's key (peers file, this node, or a key remembered in the store),
  * hash, claims against where it is stored, struct ranges, that the update
- * decodes, and seq continuity up to the vector.
+ * decodes, and seq continuity up to the vector. A running node passes a
+ * snapshot of its store, so that writes made meanwhile are not mistaken for
+ * envelopes beyond a vector.
  */
-export async function verifyStore(store: Store, knownKeys: (origin: NodeId) => PublicJwk | undefined): Promise<VerifyReport> {
+export async function verifyStore(store: StoreReader, knownKeys: (origin: NodeId) => PublicJwk | undefined): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   const keys = new Map<string, KeyObject | null>();
   const keyFor = async (origin: NodeId): Promise<KeyObject | null> => {

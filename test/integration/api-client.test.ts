@@ -26,6 +26,23 @@ async function subscribed(node: TestNode, c: TesseraClient, doc: string) {
 }
 
 describe('TesseraClient', () => {
+  it('verify through a node that is being written meanwhile reports no problem (it reads a snapshot)', async () => {
+    const node = await testNode('busy');
+    const c = await client(node);
+    const apps = Array.from({ length: 20 }, () => appDoc());
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await c.write(`w/${i % 20}`, apps[i % 20]!.edit((d) => d.getText('t').insert(0, 'x')));
+    })();
+    const reports = [];
+    for (let i = 0; i < 30; i++) reports.push(await c.verify());
+    writing = false;
+    await writer;
+    expect(reports.filter((r) => !r.ok)).toEqual([]);
+    expect(reports.at(-1)!.envelopes).toBeGreaterThan(reports[0]!.envelopes);
+  });
+
+
   it('write, get, list, state, authors, verify and status', async () => {
     const node = await testNode('client');
     const c = await client(node, undefined, `${node.api}/`);
