@@ -12,13 +12,18 @@
  * - against A: an authenticated peer flooding announce messages (expect
  *   4020), an authenticated peer that never reads (expect 4021), and churn
  *   of unauthenticated sockets on the peer and API ports (bare TCP,
- *   half-sent requests, upgrades that stop, slowloris trickles).
+ *   half-sent requests, upgrades that stop, slowloris trickles);
+ * - meanwhile, the revocation scenarios of bench/lib/revocation.ts: D, E, G
+ *   joined to the mesh through links the soak cuts, D and G revoked (peers
+ *   file, authority) while cut off and writing, and a y-websocket app that
+ *   offers their dropped content back.
  *
  * At the end: convergence of every acknowledged write on every node,
  * `tessera verify` of every store, and a summary (writes acknowledged and
  * lost, refused inputs by reason from /metrics, sessions dropped and why
- * from the nodes' logs, peak RSS, write latency under flood). Exits 1 if
- * anything acknowledged was lost or a store does not verify.
+ * from the nodes' logs, peak RSS, write latency under flood, what the
+ * revocation scenarios found). Exits 1 if anything acknowledged was lost, a
+ * store does not verify, or a revocation check failed.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -36,9 +41,12 @@ import type { Session } from '../src/net/session.js';
 import { Close, closeKind } from '../src/protocol/close-codes.js';
 import { vectorHash } from '../src/sync/vector.js';
 import { writeFileAtomic } from '../src/util/files.js';
+import { honestUrl, type MeshNode as SoakNode } from './lib/mesh-node.js';
 import { rssOf } from './lib/proc.js';
+import { revocationScenario } from './lib/revocation.js';
+import { revocationPassed, revocationSummary, type RevocationReport } from './lib/revocation-report.js';
 import { quantile } from './lib/stats.js';
-import { CLI, createNodeDir, startNode, type BenchNode } from './lib/tessera.js';
+import { CLI, createNodeDir, startNode } from './lib/tessera.js';
 import { sleep, until } from './lib/wait.js';
 
 const MiB = 1024 * 1024;
@@ -61,8 +69,10 @@ const NODE_CONFIG = {
 const VICTIM_CONFIG = {
   maxPeerBytesPerSecond: 512 * 1024,
   maxUnauthenticated: 32,
-  // Every attacker here shares 127.0.0.1 with the honest nodes: a per-address
-  // limit would lock the honest redials out with the attackers.
+  // A listens on both stacks: the attackers come from 127.0.0.1, its honest
+  // peers from ::1, and the per-address limits (maxUnauthenticatedPerAddress
+  // at its default, 8) keep the one from locking the other out. The
+  // handshake rate stays high so that the churn goes on all run long.
   handshakesPerMinute: 100_000,
   // So that the peer that never reads meets the queue bound before the
   // heartbeat (which also drops it, for want of a pong).
@@ -102,15 +112,6 @@ class Run {
 
 // ------------------------------------------------------------------ nodes
 
-interface SoakNode {
-  readonly name: string;
-  readonly dir: string;
-  readonly pair: KeyPair;
-  current: BenchNode;
-  /** False between a SIGKILL and the restarted process's `listening` line. */
-  up: boolean;
-}
-
 /** Names the peers the nodes' logs mention. */
 const names = new Map<string, string>();
 
@@ -119,15 +120,16 @@ async function startMesh(root: string, attackers: KeyPair[]): Promise<SoakNode[]
   const nodes: SoakNode[] = [];
   for (const name of ['A', 'B', 'C']) {
     const config = { ...NODE_CONFIG, ...(name === 'A' ? VICTIM_CONFIG : {}) };
-    const { dir, pair } = await createNodeDir(root, name, config);
+    const victim = name === 'A';
+    const { dir, pair } = await createNodeDir(root, name, victim ? { ...config, listen: '[::]:0' } : config);
     const current = await startNode(dir, name);
-    nodes.push({ name, dir, pair, current, up: true });
+    nodes.push({ name, dir, pair, current, up: true, ...(victim ? { honestHost: '::1' } : {}) });
     names.set(pair.id, name);
     // A restart comes back on the same ports, so the peers that dial it find it.
     const port = (url: string) => url.split(':').pop();
-    await writeFile(join(dir, 'tessera.json'), JSON.stringify({ name, listen: `127.0.0.1:${port(current.peerUrl)}`, api: `127.0.0.1:${port(current.api)}`, ...config }));
+    await writeFile(join(dir, 'tessera.json'), JSON.stringify({ name, listen: `${victim ? '[::]' : '127.0.0.1'}:${port(current.peerUrl)}`, api: `127.0.0.1:${port(current.api)}`, ...config }));
   }
-  const entry = (n: SoakNode, dial: boolean) => ({ name: n.name, id: n.pair.id, publicKey: n.pair.publicJwk, ...(dial ? { url: n.current.peerUrl } : {}), read: ['**'], write: ['**'] });
+  const entry = (n: SoakNode, dial: boolean) => ({ name: n.name, id: n.pair.id, publicKey: n.pair.publicJwk, ...(dial ? { url: honestUrl(n) } : {}), read: ['**'], write: ['**'] });
   const [a, b, c] = nodes as [SoakNode, SoakNode, SoakNode];
   const raw = attackers.map((p, i) => ({ name: `attacker${i}`, id: p.id, publicKey: p.publicJwk, read: ['**'], write: ['**'] }));
   const peers: [SoakNode, { id: string }[]][] = [
@@ -336,7 +338,7 @@ const silent = createLogger({ level: 'silent' });
 /** An authenticated session with `node` as `self` (which it lists), through the daemon's own handshake; heartbeats off. */
 async function dialRaw(node: SoakNode, self: KeyPair): Promise<Session> {
   const session = await dialHandshake(
-    node.current.peerUrl,
+    `ws://127.0.0.1:${node.current.peerUrl.split(':').pop()}`,
     { id: node.pair.id, key: node.pair.publicJwk },
     {
       identity: self,
@@ -348,6 +350,7 @@ async function dialRaw(node: SoakNode, self: KeyPair): Promise<Session> {
       maxQueuedBytes: 64 * MiB,
       heartbeatMs: 3_600_000,
       maxPeerBytesPerSecond: 1024 * MiB,
+      rateLimitWindowMs: 30_000,
       now: Date.now,
       replay: new ReplayCache({ now: Date.now }),
       log: silent,
@@ -564,6 +567,7 @@ interface Outcome {
   readonly slow: AttackStats;
   readonly churn: ChurnStats;
   readonly leftover: number;
+  readonly revocation: RevocationReport;
 }
 
 function percentiles(samples: readonly number[]): string {
@@ -581,7 +585,7 @@ function summary(o: Outcome): string[] {
   const others = w.filter((x) => x !== o.writers.get('A')).flatMap((x) => x.latencies.map((s) => s.ms));
   return [
     '',
-    `Tessera soak: ${o.minutes.toFixed(1)} min, 3 nodes (A flooded and besieged; B, C killed in turn), node ${process.version}`,
+    `Tessera soak: ${o.minutes.toFixed(1)} min, 3 nodes (A flooded and besieged; B, C killed in turn) and D, E, G for the revocation scenarios, node ${process.version}`,
     `writes acknowledged: ${w.reduce((n, x) => n + x.acked.size, 0) + o.bulk.length} (${w.map((x) => `${x.doc} ${x.acked.size}/${x.attempted.size}`).join(', ')}, bulk docs on A ${o.bulk.length}); refused or failed attempts ${w.reduce((n, x) => n + x.failures, 0)}`,
     `lost: ${lost(o)} (after convergence ${o.final.missing}, at restart checks ${o.rounds.lostAfterRestart}); never written but present: ${o.final.unexpected + o.rounds.unexpectedAfterRestart}`,
     `SIGKILL/restart rounds: ${o.rounds.rounds}`,
@@ -599,11 +603,12 @@ function summary(o: Outcome): string[] {
     `  on A while the flooder is connected: ${percentiles(a.filter((s) => s.flood).map((s) => s.ms))}`,
     `  on A otherwise:                      ${percentiles(a.filter((s) => !s.flood).map((s) => s.ms))}`,
     `  on B and C (across restarts):        ${percentiles(others)}`,
+    ...revocationSummary(o.revocation),
   ];
 }
 
 const lost = (o: Outcome) => o.final.missing + o.rounds.lostAfterRestart;
-const passed = (o: Outcome) => lost(o) === 0 && o.final.unexpected + o.rounds.unexpectedAfterRestart === 0 && o.verified.every((v) => v.includes(' verified ('));
+const passed = (o: Outcome) => lost(o) === 0 && o.final.unexpected + o.rounds.unexpectedAfterRestart === 0 && o.verified.every((v) => v.includes(' verified (')) && revocationPassed(o.revocation);
 
 // -------------------------------------------------------------------- main
 
@@ -639,7 +644,7 @@ async function main(): Promise<number> {
   const [flood, slow] = [newStats(), newStats()];
   const churn: ChurnStats = { opened: 0, outcomes: new Map(), longest: new Map(), open: new Set() };
   const rounds: RoundStats = { rounds: 0, lostAfterRestart: 0, unexpectedAfterRestart: 0 };
-  say(`running for ${minutes} min: writers on A, B, C; bulk writes on A; flood, slow peer and socket churn against A; SIGKILL rounds on B and C`);
+  say(`running for ${minutes} min: writers on A, B, C; bulk writes on A; flood, slow peer and socket churn against A; SIGKILL rounds on B and C; revocation scenarios`);
   const started = performance.now();
   const loops = [
     ...[...writers.values()].map((w) => w.run(state, 20)),
@@ -649,6 +654,7 @@ async function main(): Promise<number> {
     churner(a, state, churn),
     killer([b, c], writers, state, observer, rounds),
   ];
+  const revoking = revocationScenario({ root, mesh: [a, b, c], config: NODE_CONFIG, names, say });
   const progress = setInterval(() => say(`${Math.round((performance.now() - started) / 1000)} s: ${acknowledged(writers)} writes acknowledged, ${rounds.rounds} kill rounds, ${flood.sessions} flood sessions, ${slow.sessions} slow-peer sessions, ${churn.opened} hostile sockets`), 15_000);
   await sleep(minutes * 60_000);
   state.stop();
@@ -659,6 +665,8 @@ async function main(): Promise<number> {
   const leftover = [...churn.open];
   churn.open.clear();
   for (const s of leftover) s.destroy();
+  say('waiting for the revocation scenarios to finish');
+  const revocation = await revoking;
 
   say('waiting for every acknowledged write to reach every node');
   const final = await converge(nodes, writers, bulk);
@@ -666,8 +674,8 @@ async function main(): Promise<number> {
   clearInterval(sampler);
   clearInterval(scraper);
   await Promise.all(nodes.map((n) => n.current.server.stop()));
-  const verified = await Promise.all(nodes.map(async (n) => `${n.name} ${await verifyStore(n.dir)}`));
-  const outcome: Outcome = { minutes: elapsed, writers, bulk, final, rounds, verified, observer, flood, slow, churn, leftover: leftover.length };
+  const verified = await Promise.all([...nodes, ...revocation.dirs].map(async (n) => `${n.name} ${await verifyStore(n.dir)}`));
+  const outcome: Outcome = { minutes: elapsed, writers, bulk, final, rounds, verified, observer, flood, slow, churn, leftover: leftover.length, revocation };
   process.stdout.write(summary(outcome).join('\n') + '\n');
   await rm(root, { recursive: true, force: true });
   return passed(outcome) ? 0 : 1;
