@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import type { KeyPair } from '../identity/keys.js';
@@ -8,7 +8,8 @@ import { feedKey } from '../types.js';
 import { Space, json, type Store, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
-import { EnvelopeError, readEnvelopeClaims, signEnvelope, updateHash, verifyEnvelope, type EnvelopeClaims } from './envelope.js';
+import { BAD_HASH, BAD_SIGNATURE, EnvelopeError, readEnvelopeClaims, signatureParts, signEnvelope, updateHash, type EnvelopeClaims } from './envelope.js';
+import { Verifier, type Verdict } from './verifier.js';
 import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
@@ -52,6 +53,15 @@ export interface ReceiveOutcome {
 }
 
 const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
+
+/** A received envelope whose claims and permissions passed, waiting for its signature check. */
+interface Candidate {
+  readonly item: { token: string; update: Uint8Array };
+  readonly claims: EnvelopeClaims;
+  readonly key: KeyObject;
+  readonly input: Buffer;
+  readonly sig: Buffer;
+}
 const RETIRED = Symbol('retired');
 
 /** Nothing uses, writes or waits on the document: it may leave memory. */
@@ -76,11 +86,13 @@ export class Docs extends EventEmitter<DocsEvents> {
   /** Origins whose public key is already remembered in the store (for verify after removal). */
   readonly #remembered = new Set<string>();
   #sweeper: NodeJS.Timeout | undefined;
+  readonly #verifier: Verifier;
 
   constructor(opts: DocsOptions) {
     super();
     this.#o = opts;
     this.#log = opts.log.child({ component: 'docs' });
+    this.#verifier = new Verifier({ log: this.#log });
     // One listener per SSE stream and per session: their number is not a leak.
     this.setMaxListeners(0);
     this.#ownFeed = feedKey(opts.identity.id, opts.store.feed);
@@ -363,16 +375,23 @@ export class Docs extends EventEmitter<DocsEvents> {
    */
   async receive(from: NodeId, items: readonly { token: string; update: Uint8Array }[]): Promise<ReceiveOutcome> {
     const out: ReceiveOutcome = { accepted: 0, duplicates: 0, refused: [], rewant: new Set() };
-    const byDoc = new Map<DocName, HeldEnvelope[]>();
+    const candidates: Candidate[] = [];
     for (const item of items) {
-      const checked = this.#check(from, item, out);
+      const c = this.#precheck(from, item, out);
+      if (c) candidates.push(c);
+    }
+    const verdicts = await this.#verifier.verify(candidates.map((c) => ({ input: c.input, sig: c.sig, key: c.key, update: c.item.update, h: c.claims.h })));
+    const byDoc = new Map<DocName, HeldEnvelope[]>();
+    for (const [i, c] of candidates.entries()) {
+      const checked = this.#finishCheck(c, verdicts[i], out);
       if (checked) (byDoc.get(checked.claims.doc) ?? byDoc.set(checked.claims.doc, []).get(checked.claims.doc)!).push(checked);
     }
     await Promise.all([...byDoc].map(([doc, envs]) => this.#withLive(doc, (live) => this.#accept(live, from, envs, out))));
     return out;
   }
 
-  #check(from: NodeId, item: { token: string; update: Uint8Array }, out: ReceiveOutcome): HeldEnvelope | undefined {
+  /** The checks before the signature: the claims' shape, and whether this peer and origin may send and write the document. */
+  #precheck(from: NodeId, item: { token: string; update: Uint8Array }, out: ReceiveOutcome): Candidate | undefined {
     let claims: EnvelopeClaims;
     try {
       claims = readEnvelopeClaims(item.token);
@@ -387,13 +406,25 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (!key) return refuse('not_wanted', 'origin not trusted here');
     if (!this.#o.policy.mayWrite(claims.iss, claims.doc)) return refuse('not_wanted', 'origin may not write this document');
     try {
-      verifyEnvelope(item.token, item.update, key);
+      return { item, claims, key, ...signatureParts(item.token) };
+    } catch (err) {
+      return refuse('forgery', (err as Error).message);
+    }
+  }
+
+  /** After the signature: the update must parse and carry exactly the struct ranges its claims state. */
+  #finishCheck(c: Candidate, verdict: Verdict, out: ReceiveOutcome): HeldEnvelope | undefined {
+    const { item, claims } = c;
+    try {
+      if (verdict === 'signature') throw new EnvelopeError(BAD_SIGNATURE);
+      if (verdict === 'hash') throw new EnvelopeError(BAD_HASH);
       const parsed = parseUpdate(item.update);
       const ranges = structRanges(parsed.structs);
       if (JSON.stringify(ranges) !== JSON.stringify(claims.clients)) throw new EnvelopeError('clients claim does not match the structs');
       return { token: item.token, update: item.update, claims, parsed };
     } catch (err) {
-      return refuse('forgery', (err as Error).message);
+      out.refused.push({ doc: claims.doc, feed: feedKey(claims.iss, claims.feed), seq: claims.seq, reason: 'forgery', detail: (err as Error).message });
+      return undefined;
     }
   }
 
@@ -656,6 +687,7 @@ export class Docs extends EventEmitter<DocsEvents> {
   /** Snapshots every loaded document and stops the sweeper. */
   async stop(): Promise<void> {
     clearInterval(this.#sweeper);
+    await this.#verifier.close();
     for (const live of this.#live.values()) {
       await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
     }

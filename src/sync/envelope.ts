@@ -87,10 +87,19 @@ function validRanges(v: unknown): v is ClientRanges {
 /** Verifies the signature with the origin's key and the hash of the update bytes. */
 export function verifyEnvelope(token: string, update: Uint8Array, originKey: KeyObject): EnvelopeClaims {
   const claims = readEnvelopeClaims(token);
+  const { input, sig } = signatureParts(token);
+  if (!verify(null, input, originKey, sig)) throw new EnvelopeError(BAD_SIGNATURE);
+  if (updateHash(update) !== claims.h) throw new EnvelopeError(BAD_HASH);
+  return claims;
+}
+
+export const BAD_SIGNATURE = 'signature does not verify with the origin key';
+export const BAD_HASH = 'h does not match the update bytes';
+
+/** The JWS signing input and the signature of a token, which must be 64 bytes of canonical base64url. */
+export function signatureParts(token: string): { input: Buffer; sig: Buffer } {
   const dot = token.lastIndexOf('.');
   const sig = Buffer.from(token.slice(dot + 1), 'base64url');
   if (sig.length !== 64 || sig.toString('base64url') !== token.slice(dot + 1)) throw new EnvelopeError('signature is not 64 bytes of canonical base64url');
-  if (!verify(null, Buffer.from(token.slice(0, dot)), originKey, sig)) throw new EnvelopeError('signature does not verify with the origin key');
-  if (updateHash(update) !== claims.h) throw new EnvelopeError('h does not match the update bytes');
-  return claims;
+  return { input: Buffer.from(token.slice(0, dot)), sig };
 }

@@ -165,10 +165,13 @@ export class Replicator {
     }
     this.#taskBytes += size;
     this.#tasks.push({ kind: 'one', env });
-    // Wait a turn so envelopes made durable together (one group commit) leave in one frame.
+    // Envelopes made durable together (one group commit) leave in one frame:
+    // their continuations all run as microtasks of the same turn, and a
+    // next-tick callback queued from one of them runs once all have (a
+    // setImmediate would also wait for the event loop's I/O phase).
     if (!this.#pumpScheduled) {
       this.#pumpScheduled = true;
-      setImmediate(() => {
+      process.nextTick(() => {
         this.#pumpScheduled = false;
         void this.#pump();
       });
