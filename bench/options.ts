@@ -19,6 +19,7 @@ export const USAGE = `npm run bench -- [options]   (each also as an environment 
   --memory-docs N           row 5: documents stored for memory          BENCH_MEMORY_DOCS (10000)
   --memory-in-use N         row 5: documents in use for memory          BENCH_MEMORY_IN_USE (100)
   --ceiling-seconds N       row 6: seconds of the sign+verify loop      BENCH_CEILING_SECONDS (2)
+  --catchup-envelopes N     row 6: envelopes a late joiner catches up    BENCH_CATCHUP_ENVELOPES (20000)
   --quick                   small sizes everywhere (a smoke test)       BENCH_QUICK=1
   --profile                 CPU profiles of every server (bench/.cache/profiles) BENCH_PROFILE=1
   --out FILE                results file                                BENCH_OUT         (bench/results.json)`;
@@ -40,6 +41,7 @@ const FLAGS = {
   'memory-docs': { type: 'string' },
   'memory-in-use': { type: 'string' },
   'ceiling-seconds': { type: 'string' },
+  'catchup-envelopes': { type: 'string' },
   quick: { type: 'boolean' },
   profile: { type: 'boolean' },
   out: { type: 'string' },
@@ -96,6 +98,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): { opts: Be
     memoryDocs: int('memory-docs', 10_000, 1000, 10),
     memoryInUse: int('memory-in-use', 100, 50),
     ceilingSeconds: int('ceiling-seconds', 2, 1),
+    catchupEnvelopes: int('catchup-envelopes', 20_000, 5000, 100),
     rows: new Set(list('rows', [1, 2, 3, 4, 5, 6], 1, 6)),
     profile: yes('profile'),
   };

@@ -8,8 +8,9 @@ import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseOptions, USAGE, UsageError } from './options.js';
-import { renderSummary, summarize } from './lib/profile.js';
+import { readWindows, renderSummary, summarize } from './lib/profile.js';
 import { renderTable, type Line, type RowResult } from './lib/report.js';
+import { measureCatchUp } from './rows/catchup.js';
 import { ceilingRow, measureCeiling, type Ceiling } from './rows/ceiling.js';
 import type { BenchContext } from './rows/context.js';
 import { hopsRow } from './rows/hops.js';
@@ -35,8 +36,11 @@ function machine() {
 async function profileReport(dir: string): Promise<string> {
   const out: string[] = [];
   for (const sub of (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory())) {
+    const windows = await readWindows(join(dir, sub.name));
     for (const file of (await readdir(join(dir, sub.name))).filter((f) => f.endsWith('.cpuprofile')).sort()) {
-      out.push(`[${sub.name}] ${renderSummary(await summarize(join(dir, sub.name, file), dirname(CLI)))}`);
+      const whole = await summarize(join(dir, sub.name, file), dirname(CLI));
+      out.push(`[${sub.name}] ${renderSummary(whole)}`);
+      if (windows) out.push(`[${sub.name}, measured part only] ${renderSummary(await summarize(join(dir, sub.name, file), dirname(CLI), 12, windows))}`);
     }
   }
   return out.join('\n\n');
@@ -76,7 +80,9 @@ async function main(): Promise<number> {
     if (opts.rows.has(5)) rows.push(await startupRow(ctx));
     if (opts.rows.has(6)) {
       const data = (key: string) => rows.find((r) => r.key === key)?.data as Record<string, never> | undefined;
-      rows.push(ceilingRow(ctx, ceiling!, { throughput: data('throughput')?.tessera, manyDocs: data('manyDocs')?.tessera }));
+      say(`row 6: a late joiner catches up ${opts.catchupEnvelopes} envelopes`);
+      const catchUp = await measureCatchUp(ctx);
+      rows.push(ceilingRow(ctx, ceiling!, { throughput: data('throughput')?.tessera, manyDocs: data('manyDocs')?.tessera, catchUp }));
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,8 +48,20 @@ function where(url: string, line: number): string {
 }
 
 /** Self and inclusive time per function of one CPU profile. */
-export async function summarize(file: string, distDir: string, top = 12): Promise<ProfileSummary> {
+/**
+ * A stretch of time to summarize alone, in microseconds of the monotonic
+ * clock (`process.hrtime`): the clock V8 stamps its samples with, the same
+ * in every process of the machine.
+ */
+export type Window = readonly [fromUs: number, toUs: number];
+
+/** Now on the clock of CPU profile samples, in microseconds. */
+export const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+export async function summarize(file: string, distDir: string, top = 12, windows?: readonly Window[]): Promise<ProfileSummary> {
   const p = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
+  let at = p.startTime;
+  const inWindow = (us: number) => !windows || windows.some(([a, b]) => us >= a && us <= b);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -62,6 +75,8 @@ export async function summarize(file: string, distDir: string, top = 12): Promis
   const via = new Map<string, Map<string, number>>();
   let total = 0;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (!inWindow(at)) continue;
     const dt = (p.timeDeltas[i + 1] ?? 0) / 1000;
     total += dt;
     const id = p.samples[i]!;
@@ -107,4 +122,16 @@ export function renderSummary(s: ProfileSummary): string {
   out.push('  inclusive time of Tessera functions:');
   for (const h of s.inclusive) out.push(`    ${String(h.ms).padStart(6)} ms ${String(h.share).padStart(5)}%  ${h.fn}  ${h.where}`);
   return out.join('\n');
+}
+
+/** Notes a measured stretch in a profile folder (windows.jsonl), for the summary of the measured part alone. */
+export async function markWindow(dir: string | undefined, window: Window): Promise<void> {
+  if (dir) await appendFile(join(dir, 'windows.jsonl'), JSON.stringify(window) + '\n');
+}
+
+/** The measured stretches noted in a profile folder, if any. */
+export async function readWindows(dir: string): Promise<Window[] | undefined> {
+  const text = await readFile(join(dir, 'windows.jsonl'), 'utf8').catch(() => '');
+  const lines = text.split('\n').filter(Boolean);
+  return lines.length ? lines.map((l) => JSON.parse(l) as Window) : undefined;
 }

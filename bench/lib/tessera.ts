@@ -121,6 +121,12 @@ export async function ownEnvelopes(node: BenchNode, docs?: ReadonlySet<string>):
   return n;
 }
 
+/** Every envelope the node holds, of every origin (the sum of its documents' vectors). */
+export async function heldEnvelopes(node: BenchNode): Promise<number> {
+  const { docs } = await apiJson<{ docs: { vector: Record<string, number> }[] }>(node, '/v1/docs');
+  return docs.reduce((n, d) => n + Object.values(d.vector).reduce((a, b) => a + b, 0), 0);
+}
+
 /** Starts `count` fresh nodes named `${prefix}1..n` under `root`, linked in a chain. */
 export async function startChain(root: string, prefix: string, count: number, opts: StartOptions = {}): Promise<BenchNode[]> {
   const nodes: BenchNode[] = [];

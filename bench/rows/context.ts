@@ -25,6 +25,8 @@ export interface BenchOptions {
   readonly memoryInUse: number;
   /** Row 6: seconds for each crypto loop. */
   readonly ceilingSeconds: number;
+  /** Row 6: envelopes (over 100 documents) that a node joining late pulls from its peer. */
+  readonly catchupEnvelopes: number;
   /** Which rows to run (1–6). */
   readonly rows: ReadonlySet<number>;
   /** Write V8 CPU profiles of the Tessera children (and baselines) into the profile folder. */

@@ -1,4 +1,5 @@
 import type { App } from '../lib/clients.js';
+import { markWindow, monotonicUs } from '../lib/profile.js';
 import { line, type RowResult } from '../lib/report.js';
 import { fmt, ratio, sig } from '../lib/stats.js';
 import { app, startPair, SYSTEM_LABEL, type Pair, type SystemKind } from '../lib/systems.js';
@@ -43,6 +44,7 @@ export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Prom
     apps.push(...as);
     const bs = await openApps(pair, 'b', names);
     apps.push(...bs);
+    const from = monotonicUs();
     const t0 = performance.now();
     const arrived = Promise.all(bs.map((b) => b.reach(editsPerDoc, 300_000)));
     for (const [i, a] of as.entries()) {
@@ -50,6 +52,7 @@ export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Prom
       if (i % 20 === 19) await yieldIo();
     }
     const ms = Math.max(...(await arrived)) - t0;
+    await markWindow(pair.profileDir, [from, monotonicUs()]);
     const edits = docs * editsPerDoc;
     const run: ManyDocsRun = { docs, editsPerDoc, ms: sig(ms, 4), editsPerSecond: sig((edits / ms) * 1000, 4) };
     if (!pair.envelopes) return run;

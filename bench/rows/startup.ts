@@ -30,7 +30,7 @@ export interface MemoryRun {
 }
 
 /** A working copy of a cached folder, so every run starts from the same files. */
-async function copyOf(ctx: BenchContext, dir: string, name: string): Promise<string> {
+export async function copyOf(ctx: BenchContext, dir: string, name: string): Promise<string> {
   const to = join(await mkdtemp(join(ctx.tmp, `${name}-`)), 'data');
   await cp(dir, to, { recursive: true });
   return to;

@@ -1,4 +1,5 @@
 import { type } from '../lib/clients.js';
+import { markWindow, monotonicUs } from '../lib/profile.js';
 import { line, type RowResult } from '../lib/report.js';
 import { fmt, ratio, sig } from '../lib/stats.js';
 import { appsOn, startPair, SYSTEM_LABEL, type SystemKind } from '../lib/systems.js';
@@ -31,11 +32,13 @@ export async function measureTyping(ctx: BenchContext, kind: SystemKind, edits: 
       await type(a, WARMUP);
       await b.reach(WARMUP);
       const before = (await pair.envelopes?.(new Set([room]))) ?? 0;
+      const from = monotonicUs();
       const t0 = performance.now();
       await type(a, edits);
       const typed = performance.now() - t0;
       const t1 = await b.reach(WARMUP + edits, 600_000);
       const ms = t1 - t0;
+      await markWindow(pair.profileDir, [from, monotonicUs()]);
       const run: ThroughputRun = { edits, ms: sig(ms, 4), typedMs: sig(typed, 4), editsPerSecond: sig((edits / ms) * 1000, 4) };
       if (!pair.envelopes) return run;
       const envelopes = (await pair.envelopes(new Set([room]))) - before;
