@@ -314,11 +314,14 @@ export class Docs extends EventEmitter<DocsEvents> {
         refusedRanges.push([r.client, r.from, r.to]);
       }
     }
+    const merged = batch.length === 1 ? batch[0]!.update : mergeBounded(batch.map((w) => w.update));
+    const mergedParsed = batch.length === 1 ? batch[0]!.parsed : parseUpdate(merged);
     // One struct per run of typing, not per keystroke: what every later step pays for.
-    const merged = joinTypingIn(live.ydoc, mergeBounded(batch.map((w) => w.update)));
+    const joined = joinTypingIn(live.ydoc, merged, mergedParsed);
+    const parsed = joined === merged ? mergedParsed : parseUpdate(joined);
     const before = deferredKey(live);
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
-    const signed = newPart(live, merged, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live));
+    const signed = newPart(live, joined, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live), parsed);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
     const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
     if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);

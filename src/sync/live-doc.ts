@@ -66,14 +66,16 @@ export class LiveDoc {
   constructor(name: DocName, vector: Vector) {
     this.name = name;
     this.vector = vector;
-    this.ydoc.on('update', () => (this.digest = undefined));
+    // Not 'update': a listener of that makes Yjs encode every transaction's update.
+    this.ydoc.on('afterTransaction', () => (this.digest = undefined));
   }
 
   /** Starts over with an empty Y.Doc and indexes, before the document is filled again from the store. */
   reset(): void {
     const old = this.ydoc;
     this.ydoc = new Y.Doc({ gc: true });
-    this.ydoc.on('update', () => (this.digest = undefined));
+    // Not 'update': a listener of that makes Yjs encode every transaction's update.
+    this.ydoc.on('afterTransaction', () => (this.digest = undefined));
     this.digest = undefined;
     this.overlap = new OverlapIndex();
     this.dropped = [];

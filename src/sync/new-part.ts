@@ -18,8 +18,9 @@ export type Range = readonly [number, number, number];
  * it does not hold are deferred until they arrive. Undefined when nothing
  * is new.
  */
-export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000, onOverflow?: () => void): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000, onOverflow?: () => void, original = parseUpdate(update)): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
   const ydoc = live.ydoc;
+  if (allNew(live, original) && refused.length === 0) return original.structs.length ? { update, parsed: original } : undefined;
   const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
   const parsedDiff = parseUpdate(diff);
   const pending = pendingRanges(ydoc);
@@ -28,7 +29,6 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
   const newStructEnd = new Map<number, [number, number][]>();
   for (const s of kept) (newStructEnd.get(s.client) ?? newStructEnd.set(s.client, []).get(s.client)!).push([s.clock, s.clock + s.length]);
   const deletes: DeleteRanges = new Map();
-  const original = parseUpdate(update);
   const addDelete = (m: DeleteRanges, c: number, from: number, to: number) => {
     if (to > from) (m.get(c) ?? m.set(c, []).get(c)!).push([from, to - from]);
   };
@@ -69,6 +69,24 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
   if (kept.length === 0 && deletes.size === 0) return undefined;
   const signed = buildUpdate(diff, kept, deletes);
   return { update: signed, parsed: parseUpdate(signed) };
+}
+
+/**
+ * The common case of typing: the update only adds structs, all beyond what
+ * the doc holds, and nothing waits in the doc (no pending structs, no
+ * deferred deletions). Then all of it is new, as it is.
+ */
+function allNew(live: LiveDoc, parsed: ParsedUpdate): boolean {
+  const store = live.ydoc.store;
+  if (parsed.deletes.size || live.deferredDeletes.size || store.pendingStructs || store.pendingDs) return false;
+  const state = new Map<number, number>();
+  for (const s of parsed.structs) {
+    if (s.kind === 10) return false;
+    let held = state.get(s.client);
+    if (held === undefined) state.set(s.client, (held = Y.getState(store, s.client)));
+    if (s.clock < held) return false;
+  }
+  return true;
 }
 
 /** Keeps deferred deletions within their bound (the oldest client's go first); true if any were dropped. */
@@ -132,8 +150,9 @@ export function dependsOnDropped(ranges: readonly Range[], st: ParsedStruct): bo
  * parent with no key, or an origin (else right origin) that this document
  * or the batch itself holds in a sequence.
  */
-export function joinTypingIn(ydoc: Y.Doc, update: Uint8Array): Uint8Array {
-  return joinTyping(update, parseUpdate(update), (s, inRuns) => {
+export function joinTypingIn(ydoc: Y.Doc, update: Uint8Array, parsed = parseUpdate(update)): Uint8Array {
+  if (parsed.structs.length < 2) return update;
+  return joinTyping(update, parsed, (s, inRuns) => {
     if (s.parentSub !== null) return false;
     const neighbour = s.origin ?? s.rightOrigin;
     if (neighbour === null) return true;
