@@ -6,7 +6,7 @@ import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as Y from 'yjs';
 import * as awarenessProtocol from 'y-protocols/awareness';
-import type { Docs } from '../sync/docs.js';
+import { LocalOrigin, type Docs } from '../sync/docs.js';
 import type { LiveDoc } from '../sync/live-doc.js';
 import type { ApiGrant } from '../tokens/api-token.js';
 import type { DocName } from '../types.js';
@@ -50,7 +50,7 @@ interface Room {
   readonly conns: Set<WebSocket>;
   readonly awareness: awarenessProtocol.Awareness;
   readonly controlled: Map<WebSocket, Set<number>>;
-  readonly onUpdate: (update: Uint8Array) => void;
+  readonly onUpdate: (update: Uint8Array, origin: unknown) => void;
 }
 
 /**
@@ -207,7 +207,7 @@ export class YjsEndpoint {
     this.#inflight.set(ws, state);
     if (state.bytes > this.#o.maxUpdateBytes) await state.last;
     state.bytes += payload.byteLength;
-    const written = this.#o.docs.write(doc, payload).then(
+    const written = this.#o.docs.write(doc, payload, ws).then(
       ({ refused }) => {
         if (refused.length) ws.close(WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
       },
@@ -242,13 +242,14 @@ export class YjsEndpoint {
     awareness.setLocalState(null);
     const conns = new Set<WebSocket>();
     const controlled = new Map<WebSocket, Set<number>>();
-    const onUpdate = (update: Uint8Array) => {
+    const onUpdate = (update: Uint8Array, origin: unknown) => {
+      const author = origin instanceof LocalOrigin ? origin.author : undefined;
       const e = encoding.createEncoder();
       encoding.writeVarUint(e, MESSAGE_SYNC);
       encoding.writeVarUint(e, SYNC_UPDATE);
       encoding.writeVarUint8Array(e, update);
       const msg = encoding.toUint8Array(e);
-      for (const c of conns) c.send(msg);
+      for (const c of conns) if (c !== author) c.send(msg);
     };
     live.ydoc.on('update', onUpdate);
     awareness.on('update', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }, origin: unknown) => {

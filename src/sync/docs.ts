@@ -64,6 +64,18 @@ interface Candidate {
 }
 const RETIRED = Symbol('retired');
 
+/**
+ * The origin of a transaction that applies an app's own write and nothing
+ * else: `author` (the app's connection) already holds all of it, so the
+ * y-websocket endpoint sends it to every other app but not back to that one.
+ */
+export class LocalOrigin {
+  readonly author: object;
+  constructor(author: object) {
+    this.author = author;
+  }
+}
+
 /** Nothing uses, writes or waits on the document: it may leave memory. */
 function isIdle(live: LiveDoc): boolean {
   return live.users === 0 && !live.signing && live.localQueue.length === 0 && live.heldCount === 0;
@@ -235,11 +247,11 @@ export class Docs extends EventEmitter<DocsEvents> {
    * and resolves once durable. Updates that arrive while an envelope is being
    * signed and stored are merged into the next one.
    */
-  async write(doc: DocName, update: Uint8Array): Promise<{ vector: Vector; refused: RefusedPart[] }> {
+  async write(doc: DocName, update: Uint8Array, author?: object): Promise<{ vector: Vector; refused: RefusedPart[] }> {
     const parsed = parseUpdate(update);
     const live = await this.open(doc);
     return new Promise((resolve, reject) => {
-      live.localQueue.push({ update, parsed, resolve, reject, refused: [] });
+      live.localQueue.push({ update, parsed, author, resolve, reject, refused: [] });
       if (!live.signing) void this.#pumpLocal(live);
     });
   }
@@ -280,7 +292,7 @@ export class Docs extends EventEmitter<DocsEvents> {
           const vector = await live.run(async () => (live.retired ? RETIRED : this.#signBatch(live, batch)));
           if (vector === RETIRED) {
             // Unloaded meanwhile: the writes go to the document as loaded now.
-            for (const w of batch) this.write(live.name, w.update).then(w.resolve, w.reject);
+            for (const w of batch) this.write(live.name, w.update, w.author).then(w.resolve, w.reject);
             continue;
           }
           for (const w of batch) w.resolve({ vector, refused: w.refused });
@@ -320,11 +332,15 @@ export class Docs extends EventEmitter<DocsEvents> {
     const joined = joinTypingIn(live.ydoc, merged, mergedParsed);
     const parsed = joined === merged ? mergedParsed : parseUpdate(joined);
     const before = deferredKey(live);
+    // Whether what gets applied can only be what this batch's one author sent (no
+    // deferred deletion of another app's is flushed into it, no pending struct of
+    // anyone else's can resolve): then that author needs no copy back.
+    const author = batch.every((w) => w.author !== undefined && w.author === batch[0]!.author) && live.deferredDeletes.size === 0 && !live.ydoc.store.pendingStructs && !live.ydoc.store.pendingDs ? batch[0]!.author : undefined;
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
     const signed = newPart(live, joined, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live), parsed);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
     const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
-    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps);
+    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps, author);
     else await this.#o.store.write(deferredOps);
     return { ...live.vector };
   }
@@ -334,7 +350,7 @@ export class Docs extends EventEmitter<DocsEvents> {
    * client ranges than fit one envelope token is split into several
    * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
    */
-  async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = []): Promise<void> {
+  async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = [], author?: object): Promise<void> {
     const parts = splitByClients(update, parsed);
     const envs: StoredEnvelope[] = [];
     const ops: StoreOp[] = [];
@@ -357,7 +373,8 @@ export class Docs extends EventEmitter<DocsEvents> {
     const vector = { ...live.vector, [this.#ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
     live.vector = vector;
-    for (const env of envs) Y.applyUpdate(live.ydoc, env.update);
+    // The transaction's origin names the app that sent it all (if one did): see LocalOrigin.
+    for (const env of envs) Y.applyUpdate(live.ydoc, env.update, author && new LocalOrigin(author));
     this.#afterCommit(live, envs, undefined);
   }
 

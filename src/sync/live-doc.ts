@@ -18,6 +18,8 @@ export interface LocalWrite {
   readonly update: Uint8Array;
   /** The update as parsed when it was validated. */
   readonly parsed: ParsedUpdate;
+  /** Who sent it (an app's connection), if anyone in particular. */
+  readonly author: object | undefined;
   readonly resolve: (r: { vector: Vector; refused: RefusedPart[] }) => void;
   readonly reject: (err: unknown) => void;
   readonly refused: RefusedPart[];

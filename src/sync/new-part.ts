@@ -53,16 +53,10 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
       consider(client, clock, len);
     }
   }
-  // Deferred deletions whose items have arrived since.
+  // Deferred deletions whose items have arrived since, or arrive with this update.
   const deferred = live.deferredDeletes;
   live.deferredDeletes = new Map();
-  for (const [client, ranges] of normalizeDeletes(deferred)) {
-    for (const [clock, len] of ranges) {
-      const state = Y.getState(ydoc.store, client);
-      for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(clock + len, state))) addDelete(deletes, client, from, to);
-      if (clock + len > state) addDelete(live.deferredDeletes, client, Math.max(clock, state), clock + len);
-    }
-  }
+  for (const [client, ranges] of normalizeDeletes(deferred)) for (const [clock, len] of ranges) consider(client, clock, len);
   normalizeDeletes(live.deferredDeletes);
   if (boundDeferred(live, maxDeferred)) onOverflow?.();
   normalizeDeletes(deletes);

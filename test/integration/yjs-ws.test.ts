@@ -19,6 +19,17 @@ function provider(node: TestNode, doc: string, token: string, ydoc = new Y.Doc()
   return { p, ydoc };
 }
 
+/** lib0's var-uint, for a hand-built y-websocket message. */
+function encodeVarUint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return out;
+}
+
 const synced = (p: WebsocketProvider) => waitUntil(() => p.synced, { what: 'provider synced' });
 
 describe('y-websocket endpoint', () => {
@@ -37,6 +48,58 @@ describe('y-websocket endpoint', () => {
     right.ydoc.getText('t').insert(0, '>');
     await waitUntil(() => left.ydoc.getText('t').toString() === '>typed on a', { what: 'the edit back on A' });
     expect((await getDoc(b, 'notes/live')).body.t).toBe('>typed on a');
+  });
+
+  it('an app is not sent its own edits back; the other app on the doc gets them', async () => {
+    const a = await testNode('a');
+    const token = await a.token();
+    const one = provider(a, 'notes/echo', token);
+    const two = provider(a, 'notes/echo', token);
+    await synced(one.p);
+    await synced(two.p);
+    const updatesTo = (p: WebsocketProvider) => {
+      const seen = { n: 0 };
+      p.ws!.addEventListener('message', (e: { data: unknown }) => {
+        const bytes = new Uint8Array(e.data as ArrayBuffer);
+        if (bytes[0] === 0 && bytes[1] === 2) seen.n++;
+      });
+      return seen;
+    };
+    const toOne = updatesTo(one.p);
+    const toTwo = updatesTo(two.p);
+    for (const ch of 'typed by one') one.ydoc.getText('t').insert(one.ydoc.getText('t').length, ch);
+    await waitUntil(() => two.ydoc.getText('t').toString() === 'typed by one', { what: 'the edits on the other app' });
+    expect(toTwo.n).toBeGreaterThan(0);
+    expect(toOne.n).toBe(0);
+    two.ydoc.getText('t').insert(0, '>');
+    await waitUntil(() => one.ydoc.getText('t').toString() === '>typed by one', { what: 'the edit back on the first app' });
+    expect((await getDoc(a, 'notes/echo')).body.t).toBe('>typed by one');
+  });
+
+  it('an app gets back a deletion another app made of the items it is only now sending', async () => {
+    const a = await testNode('a');
+    const token = await a.token();
+    // X writes "abc" while offline; P holds a copy of it and deletes the "b".
+    const x = new Y.Doc();
+    x.getText('t').insert(0, 'abc');
+    const p = new Y.Doc();
+    Y.applyUpdate(p, Y.encodeStateAsUpdate(x));
+    p.getText('t').delete(1, 1);
+    // P sends only its deletion (the node does not hold the items yet: it waits).
+    const deletion = Y.encodeStateAsUpdate(p, Y.encodeStateVector(x));
+    const raw = new WebSocket(`ws://127.0.0.1:${a.daemon.apiAddress.port}/v1/yjs/notes/deferred?token=${token}`);
+    onTestFinished(() => raw.close());
+    await new Promise((resolve, reject) => raw.once('open', resolve).once('error', reject));
+    const marker = new Y.Doc();
+    marker.getText('u').insert(0, 'z');
+    // Messages of one connection are taken in order: once the marker is in, so is the deletion.
+    for (const u of [deletion, Y.encodeStateAsUpdate(marker)]) raw.send(Uint8Array.from([0, 2, ...encodeVarUint(u.byteLength), ...u]));
+    await waitUntil(async () => (await getDoc(a, 'notes/deferred')).body.u === 'z', { what: 'the deletion taken' });
+    // X comes online: its items are signed with P's deletion, and X must hear of it.
+    const online = provider(a, 'notes/deferred', token, x);
+    await synced(online.p);
+    await waitUntil(() => x.getText('t').toString() === 'ac', { what: "P's deletion on X" });
+    expect((await getDoc(a, 'notes/deferred')).body.t).toBe('ac');
   });
 
   it('awareness travels between two apps on one node', async () => {
