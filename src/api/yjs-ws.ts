@@ -209,14 +209,16 @@ export class YjsEndpoint {
     state.bytes += payload.byteLength;
     const written = this.#o.docs.write(doc, payload, ws).then(
       ({ refused }) => {
+        state.bytes -= payload.byteLength;
         if (refused.length) ws.close(WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
       },
       (err: unknown) => {
+        state.bytes -= payload.byteLength;
         const [code, reason] = closeFor(err);
         if (code === 1011) this.#log.error({ err, doc }, 'y-websocket write failed');
         ws.close(code, reason);
       },
-    ).finally(() => (state.bytes -= payload.byteLength));
+    );
     state.last = written;
   }
 

@@ -14,6 +14,7 @@ import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from '.
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
 import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, pendingRanges, undeletedRuns } from './new-part.js';
+import { concatUpdates } from '../yjs/build.js';
 import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
 
@@ -326,8 +327,9 @@ export class Docs extends EventEmitter<DocsEvents> {
         refusedRanges.push([r.client, r.from, r.to]);
       }
     }
-    const merged = batch.length === 1 ? batch[0]!.update : mergeBounded(batch.map((w) => w.update));
-    const mergedParsed = batch.length === 1 ? batch[0]!.parsed : parseUpdate(merged);
+    const one = batch.length === 1 ? batch[0]! : concatUpdates(batch);
+    const merged = one?.update ?? mergeBounded(batch.map((w) => w.update));
+    const mergedParsed = one?.parsed ?? parseUpdate(merged);
     // One struct per run of typing, not per keystroke: what every later step pays for.
     const joined = joinTypingIn(live.ydoc, merged, mergedParsed);
     const parsed = joined === merged ? mergedParsed : parseUpdate(joined);

@@ -138,3 +138,44 @@ export function joinTyping(source: Uint8Array, parsed: ParsedUpdate, mayStart: (
   encoding.writeUint8Array(e, source.subarray(parsed.dsStart));
   return encoding.toUint8Array(e);
 }
+
+/**
+ * Several updates as one, when that needs no merging: they only add structs
+ * (no delete set, no Skip), and each client's structs follow on from each
+ * other across the updates, in order, with no gap or overlap (an app's
+ * keystrokes, one update each). Their struct bytes are concatenated and
+ * their parses shifted, instead of decoding them all again in
+ * `Y.mergeUpdates` and parsing the result. Undefined when they do not fit.
+ */
+export function concatUpdates(parts: readonly { readonly update: Uint8Array; readonly parsed: ParsedUpdate }[]): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
+  const byClient = new Map<number, { first: number; next: number; structs: [Uint8Array, ParsedStruct][] }>();
+  for (const { update, parsed } of parts) {
+    if (parsed.deletes.size) return undefined;
+    for (const s of parsed.structs) {
+      if (s.kind === StructKind.skip) return undefined;
+      const c = byClient.get(s.client);
+      if (!c) byClient.set(s.client, { first: s.clock, next: s.clock + s.length, structs: [[update, s]] });
+      else if (s.clock !== c.next) return undefined;
+      else {
+        c.next += s.length;
+        c.structs.push([update, s]);
+      }
+    }
+  }
+  const e = encoding.createEncoder();
+  const structs: ParsedStruct[] = [];
+  encoding.writeVarUint(e, byClient.size);
+  for (const [client, c] of byClient) {
+    encoding.writeVarUint(e, c.structs.length);
+    encoding.writeVarUint(e, client);
+    encoding.writeVarUint(e, c.first);
+    for (const [source, s] of c.structs) {
+      const start = encoding.length(e);
+      encoding.writeUint8Array(e, source.subarray(s.start, s.end));
+      structs.push({ ...s, start, end: start + (s.end - s.start), contentStart: start + (s.contentStart - s.start) });
+    }
+  }
+  const dsStart = encoding.length(e);
+  encoding.writeVarUint(e, 0);
+  return { update: encoding.toUint8Array(e), parsed: { structs, deletes: new Map(), dsStart } };
+}

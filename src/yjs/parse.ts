@@ -100,14 +100,14 @@ function readId(d: decoding.Decoder): [number, number] {
 }
 
 function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedStruct {
+  // One object literal per struct, of one shape: this runs for every keystroke an app sends.
   const start = d.pos;
   const info = decoding.readUint8(d);
   const kind = info & 0x1f;
-  const base = { client, clock, kind, start, origin: null, rightOrigin: null, parent: null, parentSub: null, content: null };
   if (kind === StructKind.gc || kind === StructKind.skip) {
     const length = decoding.readVarUint(d);
     if (length === 0) throw new UpdateDecodeError('empty struct');
-    return { ...base, length, end: d.pos, contentStart: d.pos };
+    return { client, clock, length, kind, start, end: d.pos, origin: null, rightOrigin: null, parent: null, parentSub: null, content: null, contentStart: d.pos };
   }
   const origin = info & 0x80 ? readId(d) : null;
   const rightOrigin = info & 0x40 ? readId(d) : null;
@@ -119,15 +119,21 @@ function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedS
     if (info & 0x20) parentSub = decoding.readVarString(d);
   }
   const contentStart = d.pos;
-  const { length, content } = readContent(d, kind);
+  let length: number;
+  let content: string | unknown[] | null = null;
+  if (kind === StructKind.string) {
+    content = decoding.readVarString(d);
+    length = content.length;
+  } else [length, content] = readContent(d, kind);
   if (length === 0) throw new UpdateDecodeError('empty struct');
-  return { ...base, origin, rightOrigin, parent, parentSub, length, content, end: d.pos, contentStart };
+  return { client, clock, length, kind, start, end: d.pos, origin, rightOrigin, parent, parentSub, content, contentStart };
 }
 
-function readContent(d: decoding.Decoder, kind: number): { length: number; content: string | unknown[] | null } {
+/** Content other than a string: its length in clock units, and what the equivocation check compares. */
+function readContent(d: decoding.Decoder, kind: number): [number, string | unknown[] | null] {
   switch (kind) {
     case StructKind.deleted:
-      return { length: decoding.readVarUint(d), content: null };
+      return [decoding.readVarUint(d), null];
     case StructKind.json: {
       const n = decoding.readVarUint(d);
       const items: unknown[] = [];
@@ -135,38 +141,34 @@ function readContent(d: decoding.Decoder, kind: number): { length: number; conte
         const s = decoding.readVarString(d);
         items.push(s === 'undefined' ? undefined : JSON.parse(s));
       }
-      return { length: n, content: items };
+      return [n, items];
     }
     case StructKind.binary:
       decoding.readVarUint8Array(d);
-      return { length: 1, content: null };
-    case StructKind.string: {
-      const s = decoding.readVarString(d);
-      return { length: s.length, content: s };
-    }
+      return [1, null];
     case StructKind.embed:
       JSON.parse(decoding.readVarString(d));
-      return { length: 1, content: null };
+      return [1, null];
     case StructKind.format:
       decoding.readVarString(d);
       JSON.parse(decoding.readVarString(d));
-      return { length: 1, content: null };
+      return [1, null];
     case StructKind.type: {
       const ref = decoding.readVarUint(d);
       if (ref > 6) throw new UpdateDecodeError(`unknown type ref ${ref}`);
       if (ref === 3 || ref === 5) decoding.readVarString(d);
-      return { length: 1, content: null };
+      return [1, null];
     }
     case StructKind.any: {
       const n = decoding.readVarUint(d);
       const items: unknown[] = [];
       for (let i = 0; i < n; i++) items.push(decoding.readAny(d));
-      return { length: n, content: items };
+      return [n, items];
     }
     case StructKind.doc:
       decoding.readVarString(d);
       decoding.readAny(d);
-      return { length: 1, content: null };
+      return [1, null];
     default:
       throw new UpdateDecodeError(`unknown struct kind ${kind}`);
   }

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import * as Y from 'yjs';
 import { joinTypingIn } from '../../src/sync/new-part.js';
 import { parseUpdate, StructKind } from '../../src/yjs/parse.js';
+import { concatUpdates } from '../../src/yjs/build.js';
 import * as encoding from 'lib0/encoding';
 
 /**
@@ -146,6 +147,30 @@ describe('joining runs of typing before signing', () => {
     encoding.writeVarUint(e2, 0);
     const next = encoding.toUint8Array(e2);
     expect(joinTypingIn(held, next)).toBe(next);
+  });
+
+  it('keystrokes concatenated without merging parse as they are and apply as Y.mergeUpdates would; anything else is left to it', () => {
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 30 }), fc.nat(), fc.nat(), (ops, from, size) => {
+        const perWriter = play(ops);
+        const list = perWriter[from % 3]!;
+        const batch = list.slice(from % (list.length + 1), (from % (list.length + 1)) + 1 + (size % 8));
+        if (!batch.length) return;
+        const cat = concatUpdates(batch.map((update) => ({ update, parsed: parseUpdate(update) })));
+        const deletes = batch.some((u) => parseUpdate(u).deletes.size > 0);
+        if (deletes) expect(cat).toBeUndefined();
+        if (!cat) return;
+        expect(parseUpdate(cat.update)).toEqual(cat.parsed);
+        const [viaCat, viaMerge] = [cat.update, Y.mergeUpdates(batch)].map((u) => {
+          const d = new Y.Doc();
+          for (const earlier of list.slice(0, list.indexOf(batch[0]!))) Y.applyUpdate(d, earlier);
+          Y.applyUpdate(d, u);
+          return view(d);
+        });
+        expect(viaCat).toEqual(viaMerge);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('any batching, joined, converges with the keystrokes applied one by one, in any order', () => {
