@@ -83,23 +83,28 @@ export async function apiJson<T>(node: BenchNode, path: string): Promise<T> {
  * Links nodes in a chain: each dials the next, and every node knows every
  * other as an origin that may write (so the far end trusts what the first
  * one signed though it only hears it through relays), as DESIGN.md §5 asks
- * of a chain. Writes each peers file by rename, SIGHUPs the node, and waits
- * until every link is connected on both ends.
+ * of a chain. Writes each peers file by rename and SIGHUPs the node, the far
+ * end first, each reloaded before the node that dials it (a dial to a node
+ * that does not know the dialler yet is refused, and backs off for seconds);
+ * then waits until every link is connected on both ends.
  */
 export async function linkChain(nodes: readonly BenchNode[]): Promise<void> {
-  for (const [i, node] of nodes.entries()) {
-    const peers = nodes
-      .filter((other) => other !== node)
-      .map((other) => ({
-        name: other.name,
-        id: other.pair.id,
-        publicKey: other.pair.publicJwk,
-        ...(nodes.indexOf(other) === i + 1 ? { url: other.peerUrl } : {}),
-        read: ['**'],
-        write: ['**'],
-      }));
+  for (const [i, node] of [...nodes.entries()].reverse()) {
+    const others = nodes.filter((other) => other !== node);
+    const peers = others.map((other) => ({
+      name: other.name,
+      id: other.pair.id,
+      publicKey: other.pair.publicJwk,
+      ...(nodes.indexOf(other) === i + 1 ? { url: other.peerUrl } : {}),
+      read: ['**'],
+      write: ['**'],
+    }));
     await writeFileAtomic(join(node.dir, 'peers.json'), JSON.stringify({ peers, authorities: [] }, null, 2));
     node.server.child.kill('SIGHUP');
+    await until(`${node.name} reloaded its peers file`, async () => {
+      const status = await apiJson<{ peers: { id: string }[] }>(node, '/v1/status');
+      return others.every((o) => status.peers.some((p) => p.id === o.pair.id)) || undefined;
+    });
   }
   for (const [i, node] of nodes.entries()) {
     const neighbours = [nodes[i - 1], nodes[i + 1]].filter((n): n is BenchNode => n !== undefined).map((n) => n.pair.id);
