@@ -669,14 +669,25 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   /** SHA-256 of the document's encoded state: equal on every node that holds the same envelopes. */
   async digest(doc: DocName): Promise<string> {
-    const live = await this.open(doc);
-    live.digest ??= createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
-    return live.digest;
+    return this.#withLive(doc, async (live) => this.#digestOf(live));
   }
 
-  /** The digest of a document if it is loaded (announcing never loads a document). */
-  async loadedDigest(doc: DocName): Promise<string | undefined> {
-    return this.#live.has(doc) ? this.digest(doc) : undefined;
+  /**
+   * A document's vector and, if it is loaded (announcing never loads one), its
+   * digest, read together under its lock: a change being applied meanwhile
+   * shows in both or in neither, so equal vectors with different digests
+   * mean different states, not a read in the middle of a change.
+   */
+  async vectorAndDigest(doc: DocName): Promise<{ vector: Vector; digest?: string }> {
+    const live = this.#live.get(doc);
+    if (!live) return { vector: await this.vector(doc) };
+    const read = await live.run(async () => (live.retired ? undefined : { vector: { ...live.vector }, digest: this.#digestOf(live) }));
+    return read ?? { vector: await this.vector(doc) };
+  }
+
+  #digestOf(live: LiveDoc): string {
+    live.digest ??= createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+    return live.digest;
   }
 
   /** Raises an alarm (for checks made outside this class, such as the digest backstop). */

@@ -99,8 +99,8 @@ export class Replicator {
     let docs: AnnounceEntry[] = [];
     for (const name of this.#o.docs.names()) {
       if (!this.#o.policy.mayRead(this.#peer, name)) continue;
-      const hash = vectorHash(await this.#o.docs.vector(name));
-      const digest = await this.#o.docs.loadedDigest(name);
+      const { vector, digest } = await this.#o.docs.vectorAndDigest(name);
+      const hash = vectorHash(vector);
       docs.push(digest ? [name, hash, digest] : [name, hash]);
       if (docs.length >= ANNOUNCE_CHUNK) {
         this.#send({ type: 'announce', docs });
@@ -257,14 +257,13 @@ export class Replicator {
     for (const [name, hash, digest] of docs) {
       const doc = name as DocName;
       if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
-      const ours = await this.#o.docs.vector(doc);
+      const { vector: ours, digest: mine } = await this.#o.docs.vectorAndDigest(doc);
       if (vectorHash(ours) !== hash) {
         want[doc] = ours;
         continue;
       }
       // The backstop (DESIGN.md §4): equal vectors with different state digests.
-      const mine = digest === undefined ? undefined : await this.#o.docs.loadedDigest(doc);
-      if (mine !== undefined && mine !== digest) {
+      if (digest !== undefined && mine !== undefined && mine !== digest) {
         this.#o.docs.alarm({ doc, kind: 'digest_mismatch', origins: [], peer: this.#peer });
       }
     }

@@ -101,10 +101,7 @@ describe('revocation removed, and crash-safe rebuilds', () => {
     expect((await h2.daemon.verify()).ok).toBe(true);
     const late = await lateJoiner(h2, r, cutoff);
     expect(late.lines.some((l) => l.msg === 'envelope refused')).toBe(false);
-    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 }).catch(async (err) => {
-      console.log('DEBUGDIGEST', JSON.stringify(await vectorOf(late, 'd')), JSON.stringify(await vectorOf(h2, 'd')), JSON.stringify((await getDoc(late, 'd')).body), JSON.stringify((await getDoc(h2, 'd')).body), Buffer.from(Y.encodeStateAsUpdate((await late.daemon.docs.open('d' as never)).ydoc)).toString('hex'), Buffer.from(Y.encodeStateAsUpdate((await h2.daemon.docs.open('d' as never)).ydoc)).toString('hex'));
-      throw err;
-    });
+    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 });
     expect(same).toBe(true);
     await h2.daemon.stop();
     // The mark is gone once the rebuild is done.
@@ -137,10 +134,7 @@ describe('revocation removed, and crash-safe rebuilds', () => {
     expect.soft((await vectorOf(h2, 'd'))[rFeed]).toBe(1);
     const late = await lateJoiner(h2, r, cutoff);
     expect(late.lines.some((l) => l.msg === 'envelope refused' && l.feed === rFeed), 'h forwarded envelopes beyond the cutoff').toBe(false);
-    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 }).catch(async (err) => {
-      console.log('DEBUGDIGEST', JSON.stringify(await vectorOf(late, 'd')), JSON.stringify(await vectorOf(h2, 'd')), JSON.stringify((await getDoc(late, 'd')).body), JSON.stringify((await getDoc(h2, 'd')).body), Buffer.from(Y.encodeStateAsUpdate((await late.daemon.docs.open('d' as never)).ydoc)).toString('hex'), Buffer.from(Y.encodeStateAsUpdate((await h2.daemon.docs.open('d' as never)).ydoc)).toString('hex'));
-      throw err;
-    });
+    const same = await waitUntil(async () => (await digestOf(late, 'd')) === (await digestOf(h2, 'd')), { what: 'one digest', timeoutMs: 10_000 });
     expect(same).toBe(true);
   });
 });
