@@ -69,6 +69,12 @@ export interface StoreSnapshot extends StoreReader {
 
 type DbSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>;
 
+/** A snapshot and the handle that took it. */
+interface SnapshotAt {
+  readonly db: Level<string, Uint8Array>;
+  readonly snapshot: DbSnapshot;
+}
+
 export class Store implements StoreReader {
   readonly #path: string;
   readonly #opts: StoreOptions;
@@ -234,31 +240,39 @@ export class Store implements StoreReader {
    * envelopes, say, while the node goes on writing). Close it when done.
    */
   snapshot(): StoreSnapshot {
-    const snapshot = this.#db.snapshot();
+    // Reads go to the handle that took the snapshot: after a reopen it is closed, and so is the snapshot.
+    const db = this.#db;
+    let snapshot: DbSnapshot;
+    try {
+      snapshot = db.snapshot();
+    } catch (err) {
+      throw new StoreError('store snapshot failed', err);
+    }
+    const at = { db, snapshot };
     return {
-      get: (space, key) => this.#get(space, key, snapshot),
+      get: (space, key) => this.#get(space, key, at),
       getJson: async <T>(space: Space, key: string) => {
-        const v = await this.#get(space, key, snapshot);
+        const v = await this.#get(space, key, at);
         return v === undefined ? undefined : json.decode<T>(v);
       },
-      entries: (space, prefix = '', opts = {}) => this.#entries(space, prefix, opts, snapshot),
-      close: () => snapshot.close(),
+      entries: (space, prefix = '', opts = {}) => this.#entries(space, prefix, opts, at),
+      close: () => snapshot.close().catch(() => undefined),
     };
   }
 
-  async #get(space: Space, key: string, snapshot?: DbSnapshot): Promise<Uint8Array | undefined> {
+  async #get(space: Space, key: string, at?: SnapshotAt): Promise<Uint8Array | undefined> {
     try {
-      return await this.#db.get(space + key, snapshot ? { snapshot } : {});
+      return await (at?.db ?? this.#db).get(space + key, at ? { snapshot: at.snapshot } : {});
     } catch (err) {
       throw new StoreError(`store read failed (${space})`, err);
     }
   }
 
-  async *#entries(space: Space, prefix: string, opts: EntriesOptions, snapshot?: DbSnapshot): AsyncGenerator<[string, Uint8Array]> {
+  async *#entries(space: Space, prefix: string, opts: EntriesOptions, at?: SnapshotAt): AsyncGenerator<[string, Uint8Array]> {
     const lower = space + prefix;
     const range = opts.after === undefined ? { gte: lower } : { gt: space + opts.after };
     try {
-      for await (const [k, v] of this.#db.iterator({ ...range, lt: lower + '\uffff', limit: opts.limit ?? -1, reverse: opts.reverse ?? false, ...(snapshot ? { snapshot } : {}) })) {
+      for await (const [k, v] of (at?.db ?? this.#db).iterator({ ...range, lt: lower + '\uffff', limit: opts.limit ?? -1, reverse: opts.reverse ?? false, ...(at ? { snapshot: at.snapshot } : {}) })) {
         yield [k.slice(1), v];
       }
     } catch (err) {

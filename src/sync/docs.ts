@@ -331,7 +331,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const merged = one?.update ?? mergeBounded(batch.map((w) => w.update));
     const mergedParsed = one?.parsed ?? parseUpdate(merged);
     // One struct per run of typing, not per keystroke: what every later step pays for.
-    const joined = joinTypingIn(live.ydoc, merged, mergedParsed);
+    const joined = joinTypingIn(live.ydoc, merged, mergedParsed, refusedRanges);
     const parsed = joined === merged ? mergedParsed : parseUpdate(joined);
     const before = deferredKey(live);
     // Whether what gets applied can only be what this batch's one author sent (no
@@ -435,11 +435,11 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   /** After the signature: the update must parse and carry exactly the struct ranges its claims state. */
-  #finishCheck(c: Candidate, verdict: Verdict, out: ReceiveOutcome): HeldEnvelope | undefined {
+  #finishCheck(c: Candidate, verdict: Verdict | undefined, out: ReceiveOutcome): HeldEnvelope | undefined {
     const { item, claims } = c;
     try {
-      if (verdict === 'signature') throw new EnvelopeError(BAD_SIGNATURE);
       if (verdict === 'hash') throw new EnvelopeError(BAD_HASH);
+      if (verdict !== 'ok') throw new EnvelopeError(BAD_SIGNATURE);
       const parsed = parseUpdate(item.update);
       const ranges = structRanges(parsed.structs);
       if (JSON.stringify(ranges) !== JSON.stringify(claims.clients)) throw new EnvelopeError('clients claim does not match the structs');

@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate, joinTyping, normalizeDeletes, type DeleteRanges } from '../yjs/build.js';
+import { RangeIndex } from '../yjs/ranges.js';
 import type { LiveDoc } from './live-doc.js';
 
 /**
@@ -23,11 +24,9 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
   if (allNew(live, original) && refused.length === 0) return original.structs.length ? { update, parsed: original } : undefined;
   const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
   const parsedDiff = parseUpdate(diff);
-  const pending = pendingRanges(ydoc);
-  const inRanges = (ranges: readonly Range[], s: ParsedStruct) => ranges.some(([c, from, to]) => c === s.client && s.clock < to && s.clock + s.length > from);
-  const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !inRanges(pending, s) && !inRanges(refused, s));
-  const newStructEnd = new Map<number, [number, number][]>();
-  for (const s of kept) (newStructEnd.get(s.client) ?? newStructEnd.set(s.client, []).get(s.client)!).push([s.clock, s.clock + s.length]);
+  const withheld = new RangeIndex([...pendingRanges(ydoc), ...refused]);
+  const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !withheld.overlaps(s.client, s.clock, s.clock + s.length));
+  const brought = new RangeIndex(kept.map((s) => [s.client, s.clock, s.clock + s.length] as const));
   const deletes: DeleteRanges = new Map();
   const addDelete = (m: DeleteRanges, c: number, from: number, to: number) => {
     if (to > from) (m.get(c) ?? m.set(c, []).get(c)!).push([from, to - from]);
@@ -37,12 +36,11 @@ export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Ran
     const end = clock + len;
     // Held in the doc: delete what is not deleted yet.
     for (const [from, to] of undeletedRuns(ydoc, client, clock, Math.min(end, state))) addDelete(deletes, client, from, to);
-    // Brought by this update: delete it along with it.
-    for (const [from, to] of newStructEnd.get(client) ?? []) addDelete(deletes, client, Math.max(from, clock, state), Math.min(to, end));
-    // Neither: defer until the items arrive.
+    // Brought by this update: delete it along with it. Neither held nor brought: defer until the items arrive.
     let cursor = Math.max(clock, state);
-    for (const [from, to] of [...(newStructEnd.get(client) ?? [])].sort((a, b) => a[0] - b[0])) {
-      if (from > cursor) addDelete(live.deferredDeletes, client, cursor, Math.min(from, end));
+    for (const [from, to] of brought.within(client, cursor, end)) {
+      if (from > cursor) addDelete(live.deferredDeletes, client, cursor, from);
+      addDelete(deletes, client, Math.max(from, cursor), Math.min(to, end));
       cursor = Math.max(cursor, to);
     }
     if (cursor < end) addDelete(live.deferredDeletes, client, cursor, end);
@@ -144,14 +142,17 @@ export function dependsOnDropped(ranges: readonly Range[], st: ParsedStruct): bo
  * parent with no key, or an origin (else right origin) that this document
  * or the batch itself holds in a sequence.
  */
-export function joinTypingIn(ydoc: Y.Doc, update: Uint8Array, parsed = parseUpdate(update)): Uint8Array {
+export function joinTypingIn(ydoc: Y.Doc, update: Uint8Array, parsed = parseUpdate(update), refused: readonly Range[] = []): Uint8Array {
   if (parsed.structs.length < 2) return update;
-  return joinTyping(update, parsed, (s, inRuns) => {
+  // Structs that newPart leaves out (pending here, or refused) stay apart, so that what is new next to them is not left out with them.
+  const withheld = new RangeIndex([...pendingRanges(ydoc), ...refused]);
+  const mayStart = (s: ParsedStruct, inRuns: (id: readonly [number, number] | null) => boolean) => {
     if (s.parentSub !== null) return false;
     const neighbour = s.origin ?? s.rightOrigin;
     if (neighbour === null) return true;
     return inRuns(neighbour) || inSequence(ydoc, neighbour[0], neighbour[1]);
-  });
+  };
+  return joinTyping(update, parsed, mayStart, withheld.size ? (s) => withheld.overlaps(s.client, s.clock, s.clock + s.length) : undefined);
 }
 
 /** Whether the doc holds (client, clock) as an item of a sequence (not a map entry, not collected). */

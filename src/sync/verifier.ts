@@ -12,8 +12,8 @@ export interface SignatureJob {
   readonly h: string;
 }
 
-/** Why a job failed, or undefined when the signature verifies and the hash matches. */
-export type Verdict = 'signature' | 'hash' | undefined;
+/** 'ok' when the signature verifies and the hash matches; else why not. */
+export type Verdict = 'ok' | 'signature' | 'hash';
 
 /**
  * The worker: raw Ed25519 verification and SHA-256, nothing else (claims,
@@ -30,11 +30,11 @@ parentPort.on('message', ({ id, keys, jobs }) => {
 });
 `;
 
-const VERDICTS: readonly Verdict[] = [undefined, 'signature', 'hash'];
+const VERDICTS: readonly Verdict[] = ['ok', 'signature', 'hash'];
 
 function verifyOne(j: SignatureJob): Verdict {
   if (!verify(null, j.input, j.key, j.sig)) return 'signature';
-  return updateHash(j.update) === j.h ? undefined : 'hash';
+  return updateHash(j.update) === j.h ? 'ok' : 'hash';
 }
 
 /**
@@ -62,17 +62,21 @@ export class Verifier {
     if (jobs.length < this.#minBatch || this.#closed) return jobs.map(verifyOne);
     // The worker's share is a little over half: this thread also pays for handing it over.
     const cut = Math.ceil(jobs.length * 0.55);
-    const remote = this.#post(jobs.slice(0, cut));
+    const share = jobs.slice(0, cut);
+    const remote = this.#post(share);
     const local = jobs.slice(cut).map(verifyOne);
     try {
-      return [...(await remote), ...local];
+      const verdicts = await remote;
+      if (verdicts.length !== share.length) throw new Error(`signature worker answered ${verdicts.length} of ${share.length}`);
+      return [...verdicts, ...local];
     } catch (err) {
       this.#log.warn({ err }, 'signature worker failed; verifying on the main thread');
-      return [...jobs.slice(0, cut).map(verifyOne), ...local];
+      return [...share.map(verifyOne), ...local];
     }
   }
 
-  #post(jobs: readonly SignatureJob[]): Promise<Verdict[]> {
+  /** Hands jobs to the worker; any failure (it cannot start, cannot take the message, dies) rejects. */
+  async #post(jobs: readonly SignatureJob[]): Promise<Verdict[]> {
     const worker = this.#start();
     const keys: KeyObject[] = [];
     const index = new Map<KeyObject, number>();
@@ -84,7 +88,12 @@ export class Verifier {
     const id = this.#nextId++;
     return new Promise<Verdict[]>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, keys, jobs: encoded });
+      try {
+        worker.postMessage({ id, keys, jobs: encoded });
+      } catch (err) {
+        this.#waiting.delete(id);
+        reject(err as Error);
+      }
     });
   }
 
@@ -95,7 +104,7 @@ export class Verifier {
     worker.on('message', ({ id, verdicts }: { id: number; verdicts: number[] }) => {
       const w = this.#waiting.get(id);
       this.#waiting.delete(id);
-      w?.resolve(verdicts.map((v) => VERDICTS[v]));
+      w?.resolve(verdicts.map((v) => VERDICTS[v] ?? 'signature'));
     });
     const fail = (err: Error) => {
       if (this.#worker !== worker) return;
@@ -109,10 +118,13 @@ export class Verifier {
     return worker;
   }
 
+  /** Stops the worker; batches it was verifying are verified on this thread instead. */
   async close(): Promise<void> {
     this.#closed = true;
     const worker = this.#worker;
     this.#worker = undefined;
+    for (const w of this.#waiting.values()) w.reject(new Error('verifier closed'));
+    this.#waiting.clear();
     if (worker) await worker.terminate();
   }
 }

@@ -1,5 +1,6 @@
 import * as encoding from 'lib0/encoding';
 import { StructKind, type ParsedStruct, type ParsedUpdate } from './parse.js';
+import { firstEndingAfter } from './ranges.js';
 
 /** client → sorted, non-overlapping [clock, len] ranges. */
 export type DeleteRanges = Map<number, [number, number][]>;
@@ -69,6 +70,14 @@ export function normalizeDeletes(deletes: DeleteRanges): DeleteRanges {
 }
 
 type Id = readonly [number, number] | null;
+
+/** A run of typing being joined: its first struct, its text, and its clock span (shared with the index of runs). */
+interface Run {
+  readonly head: ParsedStruct;
+  readonly text: string[];
+  length: number;
+  readonly span: [number, number];
+}
 const sameId = (a: Id, b: Id) => (a === null ? b === null : b !== null && a[0] === b[0] && a[1] === b[1]);
 
 /**
@@ -82,27 +91,36 @@ const sameId = (a: Id, b: Id) => (a === null ? b === null : b !== null && a[0] =
  * A run starts only at a struct `mayStart` vouches for: one that is known to
  * sit in a sequence (no `parentSub`), since a continuation inherits its
  * map key from its origin and a map entry must not be joined. Everything
- * else is copied byte for byte, the delete set included. Returns the update
+ * else is copied byte for byte, the delete set included, and so is every
+ * struct `keepApart` names (one that will be left out of what is signed:
+ * joined, it would take new keystrokes out with it). Returns the update
  * itself when nothing joins.
  */
-export function joinTyping(source: Uint8Array, parsed: ParsedUpdate, mayStart: (s: ParsedStruct, inRuns: (id: Id) => boolean) => boolean): Uint8Array {
+export function joinTyping(source: Uint8Array, parsed: ParsedUpdate, mayStart: (s: ParsedStruct, inRuns: (id: Id) => boolean) => boolean, keepApart: (s: ParsedStruct) => boolean = () => false): Uint8Array {
   const groups: ParsedStruct[][] = [];
   for (const s of parsed.structs) {
     const g = groups[groups.length - 1];
     if (g && g[0]!.client === s.client) g.push(s);
     else groups.push([s]);
   }
-  // [client, from, to) of the strings known to sit in a sequence: an origin inside one vouches for its continuation.
-  const runs: [number, number, number][] = [];
-  const inRuns = (id: Id) => id !== null && runs.some(([c, a, b]) => c === id[0] && id[1] >= a && id[1] < b);
+  // Per client, [from, to) of the strings known to sit in a sequence (in clock order, as
+  // each client's structs come): an origin inside one vouches for its continuation.
+  const runs = new Map<number, [number, number][]>();
+  const inRuns = (id: Id) => {
+    if (id === null) return false;
+    const list = runs.get(id[0]);
+    if (!list) return false;
+    const i = firstEndingAfter(list, id[1]);
+    return i < list.length && list[i]![0] <= id[1];
+  };
   let joined = false;
   const e = encoding.createEncoder();
   encoding.writeVarUint(e, groups.length);
   for (const g of groups) {
-    const pieces: (ParsedStruct | { head: ParsedStruct; text: string[]; length: number })[] = [];
-    let run: { head: ParsedStruct; text: string[]; length: number } | undefined;
+    const pieces: (ParsedStruct | Run)[] = [];
+    let run: Run | undefined;
     for (const s of g) {
-      if (s.kind !== StructKind.string) {
+      if (s.kind !== StructKind.string || keepApart(s)) {
         run = undefined;
         pieces.push(s);
         continue;
@@ -111,13 +129,13 @@ export function joinTyping(source: Uint8Array, parsed: ParsedUpdate, mayStart: (
       if (run && s.clock === end && s.origin !== null && s.origin[0] === s.client && s.origin[1] === end - 1 && sameId(s.rightOrigin, run.head.rightOrigin)) {
         run.text.push(s.content as string);
         run.length += s.length;
-        runs[runs.length - 1]![2] = s.clock + s.length;
+        run.span[1] = s.clock + s.length;
         joined = true;
         continue;
       }
       if (mayStart(s, inRuns)) {
-        run = { head: s, text: [s.content as string], length: s.length };
-        runs.push([s.client, s.clock, s.clock + s.length]);
+        run = { head: s, text: [s.content as string], length: s.length, span: [s.clock, s.clock + s.length] };
+        (runs.get(s.client) ?? runs.set(s.client, []).get(s.client)!).push(run.span);
         pieces.push(run);
       } else {
         run = undefined;

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as Y from 'yjs';
-import { joinTypingIn } from '../../src/sync/new-part.js';
+import { joinTypingIn, newPart } from '../../src/sync/new-part.js';
+import { LiveDoc } from '../../src/sync/live-doc.js';
+import type { DocName } from '../../src/types.js';
 import { parseUpdate, StructKind } from '../../src/yjs/parse.js';
 import { concatUpdates } from '../../src/yjs/build.js';
 import * as encoding from 'lib0/encoding';
@@ -71,6 +73,45 @@ describe('joining runs of typing before signing', () => {
     const out = new Y.Doc();
     Y.applyUpdate(out, joined);
     expect(out.getText('t').toString()).toBe('hello, world');
+  });
+
+  it('a keystroke already pending here stays apart from the new one typed after it, which is signed', () => {
+    // Client 5 writes "a", client 7 "b" after it; client 9 types "z" between them, then "w" after "z".
+    const five = new Y.Doc();
+    five.clientID = 5;
+    five.getText('t').insert(0, 'a');
+    const seven = new Y.Doc();
+    seven.clientID = 7;
+    Y.applyUpdate(seven, Y.encodeStateAsUpdate(five));
+    seven.getText('t').insert(1, 'b');
+    const nine = new Y.Doc();
+    nine.clientID = 9;
+    Y.applyUpdate(nine, Y.encodeStateAsUpdate(seven));
+    const sv = Y.encodeStateVector(nine);
+    nine.getText('t').insert(1, 'z');
+    const z = Y.encodeStateAsUpdate(nine, sv);
+    const sv2 = Y.encodeStateVector(nine);
+    nine.getText('t').insert(2, 'w');
+    const w = Y.encodeStateAsUpdate(nine, sv2);
+    // The node holds "a" and got "z" (through another node) before "b": "z" is pending there.
+    const live = new LiveDoc('t/pending' as DocName, {});
+    Y.applyUpdate(live.ydoc, Y.encodeStateAsUpdate(five));
+    Y.applyUpdate(live.ydoc, z);
+    expect(live.ydoc.store.pendingStructs).not.toBeNull();
+    // The app sends both keystrokes in one batch: "w" is new and must be signed.
+    const joined = joinTypingIn(live.ydoc, Y.mergeUpdates([z, w]));
+    const signed = newPart(live, joined, []);
+    expect(signed?.parsed.structs.map((s) => [s.client, s.clock, s.length])).toEqual([[9, 1, 1]]);
+  });
+
+  it('joins in time linear in the update: 80,000 keystrokes that do not continue each other', () => {
+    const doc = new Y.Doc();
+    for (let i = 0; i < 80_000; i++) doc.getText('t').insert(0, 'x');
+    const merged = Y.encodeStateAsUpdate(doc);
+    const joined = joinTypingIn(new Y.Doc(), merged);
+    const out = new Y.Doc();
+    Y.applyUpdate(out, joined);
+    expect(out.getText('t').length).toBe(80_000);
   });
 
   it('leaves map entries alone: repeated sets of one key stay separate structs', () => {

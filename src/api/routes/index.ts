@@ -6,6 +6,7 @@ import { metricsRoute, type MetricsSource } from './metrics.js';
 import { HttpError, sendJson } from '../http.js';
 import type { ApiGrant } from '../../tokens/api-token.js';
 import type { VerifyReport } from '../../sync/verify.js';
+import { StoreError } from '../../errors.js';
 import { cutoffFromStore } from '../../sync/cutoff.js';
 import type { NodeId } from '../../types.js';
 
@@ -28,7 +29,15 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       path: '/v1/verify',
       handler: async ({ res, grant }) => {
         if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'verify needs a read:** token');
-        sendJson(res, 200, await deps.verify());
+        let report;
+        try {
+          report = await deps.verify();
+        } catch (err) {
+          // The store was reopened (or is closing) under the check: nothing is wrong with the envelopes.
+          if (err instanceof StoreError) throw new HttpError(503, 'store_unavailable', 'the store is being reopened; retry');
+          throw err;
+        }
+        sendJson(res, 200, report);
       },
     },
     {
