@@ -13,8 +13,7 @@ export const USAGE = `npm run bench -- [options]   (each also as an environment 
   --edits-per-doc N         row 3: edits per document                   BENCH_EDITS_PER_DOC (3)
   --chain N                 row 4: nodes in the chain                   BENCH_CHAIN       (5)
   --hop-edits N             row 4: edits typed at one end               BENCH_HOP_EDITS   (10000)
-  --full-fixture            row 5: 1,000,000 envelopes (else 100,000)   BENCH_FULL_FIXTURE=1
-  --fixture-envelopes N     row 5: envelopes in the start-up fixture    BENCH_FIXTURE_ENVELOPES
+  --fixture-envelopes N     row 5: envelopes in the start-up fixture    BENCH_FIXTURE_ENVELOPES (1000000)
   --fixture-docs N          row 5: documents in the start-up fixture    BENCH_FIXTURE_DOCS (1000)
   --memory-docs N           row 5: documents stored for memory          BENCH_MEMORY_DOCS (10000)
   --memory-in-use N         row 5: documents in use for memory          BENCH_MEMORY_IN_USE (100)
@@ -35,7 +34,6 @@ const FLAGS = {
   'edits-per-doc': { type: 'string' },
   chain: { type: 'string' },
   'hop-edits': { type: 'string' },
-  'full-fixture': { type: 'boolean' },
   'fixture-envelopes': { type: 'string' },
   'fixture-docs': { type: 'string' },
   'memory-docs': { type: 'string' },
@@ -93,7 +91,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): { opts: Be
     editsPerDoc: int('edits-per-doc', 3, 3),
     chain: int('chain', 5, 3, 2),
     hopEdits: int('hop-edits', 10_000, 1000),
-    fixtureEnvelopes: int('fixture-envelopes', yes('full-fixture') ? 1_000_000 : 100_000, 10_000, fixtureDocs),
+    fixtureEnvelopes: int('fixture-envelopes', 1_000_000, 10_000, fixtureDocs),
     fixtureDocs,
     memoryDocs: int('memory-docs', 10_000, 1000, 10),
     memoryInUse: int('memory-in-use', 100, 50),
