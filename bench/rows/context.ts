@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 /** Sizes and switches of one run (flags and BENCH_* variables, see bench/options.ts). */
 export interface BenchOptions {
-  /** Row 1: edits typed on A, and how many times each system runs (the median counts). */
+  /** Row 1: edits typed on A; rows 1 and 2: how many times each system runs (the median counts). */
   readonly throughputEdits: number;
   readonly repeat: number;
   /** Row 2: paced edits per second, and for how many seconds. */
