@@ -118,6 +118,7 @@ export class Daemon {
         log,
         now,
         maxDocsInMemory: config.maxDocsInMemory,
+        maxPendingBytes: config.maxPendingBytes,
         docIdleTimeoutMs: config.docIdleTimeout,
         snapshotEvery: config.snapshotEvery,
       });

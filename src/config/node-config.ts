@@ -27,6 +27,7 @@ export const DEFAULTS = {
   maxUpdateBytes: 8 * 1024 * 1024,
   maxQueuedBytes: 32 * 1024 * 1024,
   maxDocsInMemory: 1000,
+  maxPendingBytes: 1024 * 1024,
   durability: 'fsync',
   allowedOrigins: [] as string[],
   maxUnauthenticated: 64,
@@ -58,6 +59,7 @@ const FileSchema = z.strictObject({
   maxUpdateBytes: bytes.optional(),
   maxQueuedBytes: bytes.optional(),
   maxDocsInMemory: bytes.optional(),
+  maxPendingBytes: bytes.optional(),
   durability: z.enum(['fsync', 'relaxed']).optional(),
   allowedOrigins: z.array(z.string().min(1)).optional(),
   maxUnauthenticated: bytes.optional(),
@@ -94,6 +96,7 @@ export interface NodeConfig {
   readonly maxUpdateBytes: number;
   readonly maxQueuedBytes: number;
   readonly maxDocsInMemory: number;
+  readonly maxPendingBytes: number;
   readonly durability: 'fsync' | 'relaxed';
   readonly allowedOrigins: readonly string[];
   readonly maxUnauthenticated: number;
@@ -139,6 +142,7 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     maxUpdateBytes: c.maxUpdateBytes ?? DEFAULTS.maxUpdateBytes,
     maxQueuedBytes: c.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
     maxDocsInMemory: c.maxDocsInMemory ?? DEFAULTS.maxDocsInMemory,
+    maxPendingBytes: c.maxPendingBytes ?? DEFAULTS.maxPendingBytes,
     durability: c.durability ?? DEFAULTS.durability,
     allowedOrigins: c.allowedOrigins ?? DEFAULTS.allowedOrigins,
     maxUnauthenticated: c.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,

@@ -13,7 +13,7 @@ import { Verifier, type Verdict } from './verifier.js';
 import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
-import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, pendingRanges, undeletedRuns } from './new-part.js';
+import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
 import { concatUpdates } from '../yjs/build.js';
 import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
@@ -29,6 +29,8 @@ export interface DocsOptions {
   readonly snapshotEvery: number;
   readonly maxHeldPerDoc?: number;
   readonly maxDeferredRanges?: number;
+  /** Bytes of pending structs a document keeps in memory; beyond, they are parked in the store. */
+  readonly maxPendingBytes?: number;
 }
 
 export interface DocsEvents {
@@ -188,6 +190,11 @@ export class Docs extends EventEmitter<DocsEvents> {
       Y.applyUpdate(live.ydoc, state);
       base = v;
     }
+    // Parked pending structs are a cache of what the snapshot and the envelopes hold: start over.
+    const stale: StoreOp[] = [];
+    for await (const [key] of store.entries(Space.parked, `pending\u0000${doc}\u0000`)) stale.push({ type: 'del', space: Space.parked, key });
+    if (stale.length) await store.write(stale);
+    live.parked = [];
     for await (const [key, value] of store.entries(Space.overlap, doc + '\u0000')) {
       const [, client] = key.split('\u0000');
       live.overlap.add(parseInt(client!, 16), json.decode(value));
@@ -204,8 +211,10 @@ export class Docs extends EventEmitter<DocsEvents> {
         const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
         this.#alarmEquivocation(live, refused, undefined);
         Y.applyUpdate(live.ydoc, update);
+        if (replayed % 100 === 0) await this.#settlePending(live);
       }
     }
+    await this.#settlePending(live);
     const deferred = await store.getJson<[number, [number, number][]][]>(Space.parked, `deferred\u0000${doc}`);
     if (deferred) live.deferredDeletes = new Map(deferred);
     for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#noteDropped(live, decodeEnvelopeValue(value));
@@ -266,7 +275,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const parsed = parseUpdate(update);
     return this.#withLive(doc, async (live) => {
       const ydoc = live.ydoc;
-      const pending = pendingRanges(ydoc);
+      const pending = [...pendingRanges(ydoc), ...parkedRanges(live)];
       const diff = parseUpdate(Y.diffUpdate(update, Y.encodeStateVector(ydoc)));
       const isPending = (s: ParsedStruct) => pending.some(([c, from, to]) => c === s.client && s.clock >= from && s.clock + s.length <= to);
       if (diff.structs.some((s) => s.kind !== 10 && !isPending(s))) return true;
@@ -331,13 +340,13 @@ export class Docs extends EventEmitter<DocsEvents> {
     const merged = one?.update ?? mergeBounded(batch.map((w) => w.update));
     const mergedParsed = one?.parsed ?? parseUpdate(merged);
     // One struct per run of typing, not per keystroke: what every later step pays for.
-    const joined = joinTypingIn(live.ydoc, merged, mergedParsed, refusedRanges);
+    const joined = joinTypingIn(live.ydoc, merged, mergedParsed, [...refusedRanges, ...parkedRanges(live)]);
     const parsed = joined === merged ? mergedParsed : parseUpdate(joined);
     const before = deferredKey(live);
     // Whether what gets applied can only be what this batch's one author sent (no
     // deferred deletion of another app's is flushed into it, no pending struct of
     // anyone else's can resolve): then that author needs no copy back.
-    const author = batch.every((w) => w.author !== undefined && w.author === batch[0]!.author) && live.deferredDeletes.size === 0 && !live.ydoc.store.pendingStructs && !live.ydoc.store.pendingDs ? batch[0]!.author : undefined;
+    const author = batch.every((w) => w.author !== undefined && w.author === batch[0]!.author) && live.deferredDeletes.size === 0 && !live.ydoc.store.pendingStructs && !live.ydoc.store.pendingDs && !live.parked.length ? batch[0]!.author : undefined;
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
     const signed = newPart(live, joined, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live), parsed);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
@@ -377,6 +386,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     live.vector = vector;
     // The transaction's origin names the app that sent it all (if one did): see LocalOrigin.
     for (const env of envs) Y.applyUpdate(live.ydoc, env.update, author && new LocalOrigin(author));
+    await this.#settlePending(live);
     this.#afterCommit(live, envs, undefined);
   }
 
@@ -520,6 +530,7 @@ export class Docs extends EventEmitter<DocsEvents> {
         this.#log.error({ err, doc: live.name, feed: a.env.feed, seq: a.env.seq }, 'applying a verified update failed');
       }
     }
+    await this.#settlePending(live);
     // Published once applied: whoever sees the new vector sees the new state.
     live.vector = vector;
     out.accepted += accepted.length;
@@ -603,6 +614,40 @@ export class Docs extends EventEmitter<DocsEvents> {
     this.emit('change', live.name, { ...live.vector });
   }
 
+  /**
+   * Keeps a document's pending structs (DESIGN.md §2, §9) within
+   * maxPendingBytes: beyond it they are parked in the store, keyed by what
+   * they wait for; parked ones come back as soon as any of that is held.
+   */
+  async #settlePending(live: LiveDoc): Promise<void> {
+    const store = live.ydoc.store;
+    for (let i = 0; i < live.parked.length; ) {
+      const p = live.parked[i]!;
+      if (!p.missing.some(([client, clock]) => clock < Y.getState(store, client))) {
+        i++;
+        continue;
+      }
+      const bytes = await this.#o.store.get(Space.parked, p.key);
+      live.parked.splice(i, 1);
+      if (bytes) Y.applyUpdateV2(live.ydoc, bytes);
+      await this.#o.store.write([{ type: 'del', space: Space.parked, key: p.key }]);
+      // What came back may be what others wait for.
+      i = 0;
+    }
+    const pending = store.pendingStructs;
+    if (!pending || pending.update.byteLength <= (this.#o.maxPendingBytes ?? 1024 * 1024)) return;
+    const missing = [...pending.missing];
+    const ranges = pendingRanges(live.ydoc);
+    const [client, clock] = missing[0] ?? [0, 0];
+    const key = `pending\u0000${live.name}\u0000${client}:${clock}\u0000${(this.#parkSeq++).toString(36)}`;
+    await this.#o.store.write([{ type: 'put', space: Space.parked, key, value: pending.update }]);
+    store.pendingStructs = null;
+    live.parked.push({ key, missing, ranges });
+    this.#log.warn({ doc: live.name, bytes: pending.update.byteLength, waitingFor: missing.slice(0, 5) }, 'pending structs passed maxPendingBytes: parked in the store until what they wait for arrives');
+  }
+
+  #parkSeq = 0;
+
   #deferredOverflow(live: LiveDoc): void {
     this.#log.warn({ doc: live.name }, 'deletions waiting for their items passed their bound: the oldest client\'s were dropped');
   }
@@ -614,18 +659,17 @@ export class Docs extends EventEmitter<DocsEvents> {
   /** Honest edits that wait on dropped content stay pending; an alarm names their clients. */
   #alarmBlocked(live: LiveDoc, from: NodeId | undefined): void {
     if (!live.dropped.length) return;
-    const pending = live.ydoc.store.pendingStructs;
-    if (!pending) return;
-    const blocked = [...pending.missing].filter(([client, clock]) => inDropped(live.dropped, client, clock, clock + 1)).map(([client]) => client);
+    const missing = [...(live.ydoc.store.pendingStructs?.missing ?? []), ...live.parked.flatMap((p) => p.missing)];
+    const blocked = missing.filter(([client, clock]) => inDropped(live.dropped, client, clock, clock + 1));
     if (!blocked.length) return;
-    const clients = pendingRanges(live.ydoc).map(([c]) => String(c));
+    const clients = [...new Set([...pendingRanges(live.ydoc), ...parkedRanges(live)].map(([c]) => String(c)))];
     this.emit('alarm', { doc: live.name, kind: 'blocked_on_dropped', origins: clients, peer: from ?? null });
   }
 
   /** Structs (in clock units) waiting in the pending sets of loaded documents. */
   pendingCount(): number {
     let n = 0;
-    for (const live of this.#live.values()) for (const [, from, to] of pendingRanges(live.ydoc)) n += to - from;
+    for (const live of this.#live.values()) for (const [, from, to] of [...pendingRanges(live.ydoc), ...parkedRanges(live)]) n += to - from;
     return n;
   }
 
@@ -662,7 +706,16 @@ export class Docs extends EventEmitter<DocsEvents> {
 
   async #snapshot(live: LiveDoc): Promise<void> {
     if (live.sinceSnapshot === 0) return;
-    const state = Y.encodeStateAsUpdate(live.ydoc);
+    let state = Y.encodeStateAsUpdate(live.ydoc);
+    // Parked structs belong to the document too: a snapshot that left them out would lose them at the next load.
+    if (live.parked.length) {
+      const parked: Uint8Array[] = [];
+      for (const p of live.parked) {
+        const bytes = await this.#o.store.get(Space.parked, p.key);
+        if (bytes) parked.push(Y.convertUpdateFormatV2ToV1(bytes));
+      }
+      state = mergeBounded([state, ...parked]);
+    }
     await this.#o.store.write([{ type: 'put', space: Space.snapshot, key: live.name, value: encodeSnapshot(live.vector, state) }]);
     live.sinceSnapshot = 0;
   }
@@ -685,8 +738,23 @@ export class Docs extends EventEmitter<DocsEvents> {
     return read ?? { vector: await this.vector(doc) };
   }
 
+  /**
+   * The digest covers what the document holds applied, not what waits in its
+   * pending sets: nodes with the same envelopes agree on it whether or not
+   * they have parked their pending structs.
+   */
   #digestOf(live: LiveDoc): string {
-    live.digest ??= createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+    if (live.digest) return live.digest;
+    const store = live.ydoc.store;
+    const { pendingStructs, pendingDs } = store;
+    store.pendingStructs = null;
+    store.pendingDs = null;
+    try {
+      live.digest = createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
+    } finally {
+      store.pendingStructs = pendingStructs;
+      store.pendingDs = pendingDs;
+    }
     return live.digest;
   }
 

@@ -25,6 +25,14 @@ export interface LocalWrite {
   readonly refused: RefusedPart[];
 }
 
+/** Pending structs parked in the store (key space `parked`, key `pending\0DOC\0...`). */
+export interface ParkedPending {
+  readonly key: string;
+  /** [client, clock] of what they wait for: once any of these is held, they are brought back. */
+  readonly missing: readonly (readonly [number, number])[];
+  readonly ranges: readonly (readonly [number, number, number])[];
+}
+
 /** A part of an update that was not applied, and why. */
 export interface RefusedPart {
   readonly client: number;
@@ -48,6 +56,8 @@ export class LiveDoc {
   dropped: [number, number, number][] = [];
   /** [client, from, to) deletions made by dropped envelopes. */
   droppedDeletes: [number, number, number][] = [];
+  /** Pending structs moved to the store beyond maxPendingBytes: their key, what they wait for, and their [client, from, to) ranges. */
+  parked: ParkedPending[] = [];
   /** Deletions from local apps of items this node does not hold yet. */
   deferredDeletes: DeleteRanges = new Map();
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
@@ -84,6 +94,7 @@ export class LiveDoc {
     this.droppedDeletes = [];
     this.vector = {};
     this.deferredDeletes = new Map();
+    this.parked = [];
     if (old.store.clients.size) old.destroy();
   }
 

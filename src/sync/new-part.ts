@@ -21,10 +21,10 @@ export type Range = readonly [number, number, number];
  */
 export function newPart(live: LiveDoc, update: Uint8Array, refused: readonly Range[], blockedDeletes?: readonly Range[], maxDeferred = 10_000, onOverflow?: () => void, original = parseUpdate(update)): { update: Uint8Array; parsed: ParsedUpdate } | undefined {
   const ydoc = live.ydoc;
-  if (allNew(live, original) && refused.length === 0) return original.structs.length ? { update, parsed: original } : undefined;
+  if (allNew(live, original) && refused.length === 0 && !live.parked.length) return original.structs.length ? { update, parsed: original } : undefined;
   const diff = Y.diffUpdate(update, Y.encodeStateVector(ydoc));
   const parsedDiff = parseUpdate(diff);
-  const withheld = new RangeIndex([...pendingRanges(ydoc), ...refused]);
+  const withheld = new RangeIndex([...pendingRanges(ydoc), ...parkedRanges(live), ...refused]);
   const kept = parsedDiff.structs.filter((s) => s.kind !== 10 && !withheld.overlaps(s.client, s.clock, s.clock + s.length));
   const brought = new RangeIndex(kept.map((s) => [s.client, s.clock, s.clock + s.length] as const));
   const deletes: DeleteRanges = new Map();
@@ -114,6 +114,11 @@ export function undeletedRuns(ydoc: Y.Doc, client: number, from: number, to: num
     }
   }
   return runs;
+}
+
+/** [client, from, to) ranges of the structs a document has parked in the store. */
+export function parkedRanges(live: LiveDoc): (readonly [number, number, number])[] {
+  return live.parked.flatMap((p) => p.ranges);
 }
 
 /** [client, from, to) ranges of the structs waiting in the doc's pending set. */

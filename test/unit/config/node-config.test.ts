@@ -51,6 +51,7 @@ describe('tessera.json defaults', () => {
       maxUpdateBytes: 8 * 1024 * 1024,
       maxQueuedBytes: 32 * 1024 * 1024,
       maxDocsInMemory: 1000,
+      maxPendingBytes: 1024 * 1024,
       durability: 'fsync',
       allowedOrigins: [],
       maxUnauthenticated: 64,
@@ -99,6 +100,7 @@ describe('tessera.json keys', () => {
       maxUpdateBytes: 1024 * 1024,
       maxQueuedBytes: 4096,
       maxDocsInMemory: 7,
+      maxPendingBytes: 2048,
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
@@ -131,6 +133,7 @@ describe('tessera.json keys', () => {
       maxUpdateBytes: 1024 * 1024,
       maxQueuedBytes: 4096,
       maxDocsInMemory: 7,
+      maxPendingBytes: 2048,
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
@@ -209,7 +212,7 @@ describe('tessera.json refusals name the file and the JSON path', () => {
     refused({ listen: null }, '$.listen');
   });
 
-  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxUnauthenticated', 'maxUnauthenticatedPerAddress', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
+  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxPendingBytes', 'maxUnauthenticated', 'maxUnauthenticatedPerAddress', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
     'a bad count for %s (zero, negative, fraction, string)',
     (key) => {
       for (const v of [0, -1, 1.5, '1024', null]) refused({ [key]: v }, `$.${key}`);

@@ -1,0 +1,68 @@
+/**
+ * Pending structs (DESIGN.md §2, §9): structs that wait for content this node
+ * does not hold stay in memory up to maxPendingBytes per document; beyond it
+ * they are parked in the store, keyed by what they wait for, counted in
+ * /v1/status, and brought back as soon as it arrives, across restarts too.
+ */
+import { describe, expect, it } from 'vitest';
+import * as Y from 'yjs';
+import { generateKeyPair, type KeyPair } from '../../src/identity/keys.js';
+import { signEnvelope, updateHash } from '../../src/sync/envelope.js';
+import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
+import type { DocName, FeedId, NodeId } from '../../src/types.js';
+import { setPeers, status, testNode } from '../helpers/cluster.js';
+import { getDoc } from '../helpers/docs.js';
+
+const FEED = 'AAECAwQFBgcICQoLDA0ODw' as FeedId;
+
+function envelope(origin: KeyPair, doc: string, seq: number, update: Uint8Array) {
+  const claims = { iss: origin.id, doc: doc as DocName, feed: FEED, seq, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: Math.floor(Date.now() / 1000) };
+  return { token: signEnvelope(claims, origin.privateKey), update };
+}
+
+const entry = (o: KeyPair, name: string) => ({ name, id: o.id, publicKey: o.publicJwk, read: ['**'], write: ['**'] });
+
+describe('pending structs beyond maxPendingBytes', () => {
+  it('are parked in the store, counted, kept across a restart, and brought back when what they wait for arrives', async () => {
+    const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+    // The first origin writes the base text; the second types 300 characters after it.
+    const writer = new Y.Doc();
+    writer.getText('t').insert(0, 'base:');
+    const base = Y.encodeStateAsUpdate(writer);
+    const sv = Y.encodeStateVector(writer);
+    const typist = new Y.Doc();
+    Y.applyUpdate(typist, base);
+    for (let i = 0; i < 300; i++) typist.getText('t').insert(typist.getText('t').length, String.fromCharCode(97 + (i % 26)));
+    const typed = Y.encodeStateAsUpdate(typist, sv);
+
+    const node = await testNode('parks', { maxPendingBytes: 64 });
+    await setPeers(node, [entry(first, 'first'), entry(second, 'second')]);
+    // The second origin's envelope arrives first (relayed by the first): it cannot be applied yet.
+    const out = await node.daemon.docs.receive(first.id as NodeId, [envelope(second, 'p/doc', 1, typed)]);
+    expect(out.accepted).toBe(1);
+    const live = await node.daemon.docs.open('p/doc' as DocName);
+    expect(live.ydoc.store.pendingStructs).toBeNull();
+    expect(live.parked).toHaveLength(1);
+    expect((await status(node)).pending).toBe(300);
+    expect((await getDoc(node, 'p/doc')).body).toEqual({});
+
+    // A restart: the document loads again from its envelopes and parks them again.
+    await node.daemon.stop();
+    const again = await testNode('parks', {}, node.dir);
+    const reloaded = await again.daemon.docs.open('p/doc' as DocName);
+    expect(reloaded.parked).toHaveLength(1);
+    expect(reloaded.ydoc.store.pendingStructs).toBeNull();
+
+    // What they wait for arrives: they come back and are applied; nothing stays parked.
+    await again.daemon.docs.receive(first.id as NodeId, [envelope(first, 'p/doc', 1, base)]);
+    expect((await getDoc(again, 'p/doc')).body).toEqual({ t: typist.getText('t').toString() });
+    expect(reloaded.parked).toHaveLength(0);
+    expect((await status(again)).pending).toBe(0);
+
+    // And the document is the one a node that got them in order holds.
+    const inOrder = await testNode('in-order');
+    await setPeers(inOrder, [entry(first, 'first'), entry(second, 'second')]);
+    await inOrder.daemon.docs.receive(first.id as NodeId, [envelope(first, 'p/doc', 1, base), envelope(second, 'p/doc', 1, typed)]);
+    expect(await again.daemon.docs.digest('p/doc' as DocName)).toBe(await inOrder.daemon.docs.digest('p/doc' as DocName));
+  });
+});
