@@ -50,6 +50,29 @@ export function addressGroup(address: string): string {
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }
 
+/**
+ * The groups a remote address is counted under, each with its share (a
+ * multiple of the per-address cap): an IPv4 address alone; an IPv6 address
+ * by its /64, and also by the /56 and /48 around it, at twice and four
+ * times the share, since one site often holds a whole /48 and could
+ * otherwise take every slot one /64 at a time.
+ */
+export function addressGroups(address: string): { key: string; share: number }[] {
+  const first = addressGroup(address);
+  if (!first.endsWith('::/64')) return [{ key: first, share: 1 }];
+  const groups = ipv6Groups(address.split('%')[0]!)!;
+  const prefix = (bits: number) => {
+    const g = groups.slice(0, Math.ceil(bits / 16));
+    if (bits % 16) g[g.length - 1]! &= 0xffff << (16 - (bits % 16));
+    return `${g.map((x) => (x & 0xffff).toString(16)).join(':')}::/${bits}`;
+  };
+  return [
+    { key: first, share: 1 },
+    { key: prefix(56), share: 2 },
+    { key: prefix(48), share: 4 },
+  ];
+}
+
 /** The eight 16-bit groups of a valid IPv6 address (`::` expanded, a dotted IPv4 tail as two groups). */
 function ipv6Groups(address: string): number[] | undefined {
   const parse = (part: string): number[] =>

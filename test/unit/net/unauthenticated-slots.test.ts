@@ -36,4 +36,18 @@ describe('UnauthenticatedSlots', () => {
     slots.take('a3', '127.0.0.1');
     expect(slots.full('127.0.0.1')).toBe('address');
   });
+
+  it('an IPv6 site gets a share per /64, twice that per /56 and four times per /48, then other addresses still get in', () => {
+    const slots = new UnauthenticatedSlots<string>({ max: 100, perAddress: 2 });
+    let n = 0;
+    // One /48 walking its /64s (within one /56 first, then across /56s).
+    for (const subnet of ['0', '1', '2', '100', '200', '300']) {
+      for (let i = 0; i < 2; i++) if (!slots.full(`2001:db8:7:${subnet}::${i + 1}`)) slots.take(`h${n++}`, `2001:db8:7:${subnet}::${i + 1}`);
+    }
+    // /56 2001:db8:7:0000-00ff holds 4 (its share), the /48 holds 8 (its share): 8 in all.
+    expect(n).toBe(8);
+    expect(slots.full('2001:db8:7:400::1')).toBe('address');
+    expect(slots.full('2001:db8:8::1')).toBeUndefined();
+    expect(slots.full('192.0.2.1')).toBeUndefined();
+  });
 });
