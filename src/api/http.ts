@@ -40,10 +40,16 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Uin
   if (declared !== undefined && Number(declared) > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    // The client's connection ended before its body did (Node's 'aborted'): bad input, not an internal error.
+    throw new HttpError(400, 'bad_body', 'the request body ended before it was complete');
   }
   return new Uint8Array(Buffer.concat(chunks, size));
 }

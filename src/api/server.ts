@@ -64,7 +64,8 @@ export class ApiServer {
 
   async start(): Promise<void> {
     const headersTimeout = this.#opts.headersTimeoutMs ?? 10_000;
-    const server = createServer({ requestTimeout: Math.max(30_000, headersTimeout), headersTimeout, keepAliveTimeout: 5_000, connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => {
+    // requireHostHeader off: a request without Host gets the Host check's 421 and JSON body, not Node's bare 400.
+    const server = createServer({ requireHostHeader: false, requestTimeout: Math.max(30_000, headersTimeout), headersTimeout, keepAliveTimeout: 5_000, connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => {
       this.#handle(req, res).catch((err) => this.#fail(res, err));
     });
     server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
@@ -92,7 +93,7 @@ export class ApiServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!hostAllowed(req.headers.host, this.address)) throw new HttpError(421, 'misdirected', 'Host header names neither this API nor a loopback name');
-    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    const url = targetUrl(req);
     const rawPath = rawPathOf(req);
     if (rawPath === '/healthz') {
       if (req.method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
@@ -124,7 +125,13 @@ export class ApiServer {
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     if (!hostAllowed(req.headers.host, this.address)) return refuseUpgrade(socket, 421, 'Misdirected Request');
-    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    let url: URL;
+    try {
+      url = targetUrl(req);
+    } catch {
+      // Thrown out of this event handler, it would end the process.
+      return refuseUpgrade(socket, 400, 'Bad Request');
+    }
     if (!this.#opts.upgrade) return refuseUpgrade(socket, 404, 'Not Found');
     try {
       this.#opts.upgrade(req, socket, head, url, rawPathOf(req));
@@ -138,6 +145,15 @@ export class ApiServer {
     if (err instanceof HttpError) return sendError(res, err);
     this.#log.error({ err }, 'API request failed');
     sendError(res, new HttpError(500, 'internal', 'internal error'));
+  }
+}
+
+/** The request target as a URL (for its query); one that does not parse (`//`, `/\`) is a 400. */
+function targetUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://api.invalid');
+  } catch {
+    throw new HttpError(400, 'bad_request', 'the request target is not a valid URL');
   }
 }
 

@@ -118,6 +118,11 @@ function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedS
     parent = hasKey ? decoding.readVarString(d) : readId(d);
     if (info & 0x20) parentSub = decoding.readVarString(d);
   }
+  // Yjs takes a reference to its own client as already integrated (it never waits for one),
+  // and throws in the middle of applying an update whose reference points at or past the struct.
+  for (const id of [origin, rightOrigin, Array.isArray(parent) ? parent : null]) {
+    if (id && id[0] === client && id[1] >= clock) throw new UpdateDecodeError('a struct refers to its own client at or after itself');
+  }
   const contentStart = d.pos;
   let length: number;
   let content: string | unknown[] | null = null;
