@@ -493,7 +493,7 @@ interface RoundStats {
 /** Every 3 to 8 s, SIGKILLs B or C (in turn), restarts it, and checks its writer's acknowledged keys on it. */
 async function killer(victims: SoakNode[], writers: Map<string, SetWriter>, state: Run, observer: Observer, stats: RoundStats): Promise<void> {
   while (!state.stopping) {
-    await state.pause(3000 + Math.random() * 5000);
+    await state.pause(1000 + Math.random() * 3000);
     if (state.stopping) break;
     const node = victims[stats.rounds % victims.length]!;
     await observer.scrape(node);
