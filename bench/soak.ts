@@ -172,6 +172,9 @@ class Observer {
   readonly #folded = new Map<string, Map<string, number>>();
   readonly #latest = new Map<string, Map<string, number>>();
   readonly rssPeak = new Map<string, number>();
+  /** V8 heap in use (live objects and garbage not yet collected), peak and last scrape: next to RSS, tells a leak from a high-water mark. */
+  readonly heapPeak = new Map<string, number>();
+  readonly heapLast = new Map<string, number>();
   readonly #waiters: { node: string; peer: string; resolve: (code: number) => void }[] = [];
 
   /** Reads the node's log lines (all of them, from the pipe bench/lib/proc also reads). */
@@ -214,6 +217,11 @@ class Observer {
       if (m) series.set(`${m[1] === 'handshakes_total' ? 'handshake' : 'envelope'}: ${m[2]}`, Number(m[3]));
       const rss = /^tessera_process_(?:process_)?resident_memory_bytes (\d+)/.exec(line);
       if (rss) this.#peak(node, Number(rss[1]));
+      const heap = /^tessera_nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/.exec(line);
+      if (heap) {
+        this.heapLast.set(node.name, Number(heap[1]));
+        this.heapPeak.set(node.name, Math.max(this.heapPeak.get(node.name) ?? 0, Number(heap[1])));
+      }
     }
     this.#latest.set(node.name, series);
   }
@@ -599,6 +607,7 @@ function summary(o: Outcome): string[] {
     `unauthenticated sockets: ${o.churn.opened} opened against A (${o.leftover} still open when the load stopped), outcomes:`,
     ...sorted(o.churn.outcomes).map(([k, m]) => `  ${k}: ${JSON.stringify(Object.fromEntries(m))}; held at most ${((o.churn.longest.get(k) ?? 0) / 1000).toFixed(1)} s`),
     `peak RSS: ${sorted(o.observer.rssPeak).map(([k, v]) => `${k} ${Math.round(v / MiB)} MiB`).join(', ')}`,
+    `V8 heap used, peak / at the end: ${sorted(o.observer.heapPeak).map(([k, v]) => `${k} ${Math.round(v / MiB)} / ${Math.round((o.observer.heapLast.get(k) ?? 0) / MiB)} MiB`).join(', ')}`,
     'write latency (POST to acknowledgement, fsync):',
     `  on A while the flooder is connected: ${percentiles(a.filter((s) => s.flood).map((s) => s.ms))}`,
     `  on A otherwise:                      ${percentiles(a.filter((s) => !s.flood).map((s) => s.ms))}`,
