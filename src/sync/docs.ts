@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { StoreError } from '../errors.js';
 import { createHash, type KeyObject } from 'node:crypto';
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
@@ -207,10 +208,17 @@ export class Docs extends EventEmitter<DocsEvents> {
         live.vector[feed] = env.seq;
         replayed++;
         if (this.#treatment(env) !== 'apply') continue;
-        const parsed = parseUpdate(env.update);
-        const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
-        this.#alarmEquivocation(live, refused, undefined);
-        Y.applyUpdate(live.ydoc, update);
+        try {
+          const parsed = parseUpdate(env.update);
+          const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
+          this.#alarmEquivocation(live, refused, undefined);
+          Y.applyUpdate(live.ydoc, update);
+        } catch (err) {
+          // One stored envelope that does not parse or apply (written before a check existed, say)
+          // must not make the document unloadable: it stays stored and counted, and is skipped here.
+          if (err instanceof StoreError) throw err;
+          this.#log.error({ err, doc, feed, seq: env.seq }, 'applying a stored update failed');
+        }
         if (replayed % 100 === 0) await this.#settlePending(live);
       }
     }
