@@ -33,7 +33,7 @@ export interface RevocationReport {
   convergence: string;
   /** Honest nodes whose /v1/status shows D `revoked`. */
   showRevoked: string[];
-  /** `tessera verify` through each honest node's API, for the scenario's document (`<node> ok`, or what failed). */
+  /** `tessera verify` through each honest node's API, of its whole store (`<node> ok`, or what failed). */
   verify: string[];
   readonly laundering: Comeback[];
   /** Honest edits of the laundering app, and how many of them reached every honest node. */

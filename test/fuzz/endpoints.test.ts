@@ -90,19 +90,18 @@ function yjsRejects(updates: readonly Uint8Array[], base?: Uint8Array): boolean 
   }
 }
 
-type Faults = (opts?: { logged?: boolean }) => unknown[];
+type Faults = () => unknown[];
 
 /**
  * Internal errors since the last call: throws that escaped every handler, and
- * (unless `logged` is false) exceptions `nodes` caught and logged at error
- * level, with an `err` (alarms are error-level lines too, by design, but
+ * exceptions `nodes` caught and logged at error level, with an `err` (alarms are error-level lines too, by design, but
  * carry none).
  */
 function faults(...nodes: TestNode[]): Faults {
   const escaped = captureUncaught();
   const seen = nodes.map((n) => n.lines.length);
-  return ({ logged = true } = {}) => {
-    const found = [...escaped.splice(0), ...nodes.flatMap((n, i) => n.lines.slice(seen[i]).filter((l) => logged && Number(l.level) >= 50 && 'err' in l))];
+  return () => {
+    const found = [...escaped.splice(0), ...nodes.flatMap((n, i) => n.lines.slice(seen[i]).filter((l) => Number(l.level) >= 50 && 'err' in l))];
     nodes.forEach((n, i) => (seen[i] = n.lines.length));
     return found;
   };

@@ -6,7 +6,8 @@ import { createInterface } from 'node:readline';
 import { onTestFinished } from 'vitest';
 import { Daemon } from '../../src/daemon.js';
 import { createLogger } from '../../src/log.js';
-import { initDataDir } from '../../src/init.js';
+import { initDataDir, STORE_DIR } from '../../src/init.js';
+import { Store } from '../../src/store/store.js';
 import { Writable } from 'node:stream';
 
 export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
@@ -130,4 +131,14 @@ export async function writePeers(dir: string, body: unknown): Promise<void> {
   await writeFile(tmp, JSON.stringify(body, null, 2));
   const { rename } = await import('node:fs/promises');
   await rename(tmp, join(dir, 'peers.json'));
+}
+
+/** Opens a stopped node's store through the Store API (to read it, or to leave what a crash would have), then closes it. */
+export async function withStore<T>(dir: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await Store.open(join(dir, STORE_DIR), { durability: 'fsync', log: createLogger({ level: 'silent' }) });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }

@@ -1,27 +1,13 @@
-import * as Y from 'yjs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
-import { writePeers } from '../helpers/node.js';
+import { withStore, writePeers } from '../helpers/node.js';
 import { waitUntil } from '../helpers/wait.js';
 import { authority, digestOf, feedOf, grantFor, hashCutoff, nodeOn, revocationOf, vectorOf, write, writeGrants } from '../helpers/authority.js';
-import { Space, Store, json } from '../../src/store/store.js';
-import { createLogger } from '../../src/log.js';
-import { STORE_DIR } from '../../src/init.js';
+import { Space, json } from '../../src/store/store.js';
 
 const connected = async (a: TestNode, b: TestNode) => (await peerState(a, b)) === 'connected';
-
-/** Writes to a stopped node's store through the Store API (what a crash would have left behind). */
-async function withStore(dir: string, fn: (store: Store) => Promise<void>): Promise<void> {
-  const store = await Store.open(join(dir, STORE_DIR), { durability: 'fsync', log: createLogger({ level: 'silent' }) });
-  try {
-    await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 /** h holds three envelopes of r in doc `d` (keys s1..s3) and one of its own (key `own`); both stopped afterwards if asked. */
 async function heldThree(opts: { authority?: Awaited<ReturnType<typeof authority>> } = {}) {

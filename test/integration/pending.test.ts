@@ -12,11 +12,9 @@ import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
 import type { DocName, FeedId, NodeId } from '../../src/types.js';
 import { setPeers, status, testNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
-import { join } from 'node:path';
-import { createLogger } from '../../src/log.js';
-import { STORE_DIR } from '../../src/init.js';
+import { withStore } from '../helpers/node.js';
 import { envelopeOps } from '../../src/store/records.js';
-import { Space, Store } from '../../src/store/store.js';
+import { Space } from '../../src/store/store.js';
 import { feedKey } from '../../src/types.js';
 
 const FEED = 'AAECAwQFBgcICQoLDA0ODw' as FeedId;
@@ -84,13 +82,8 @@ describe('pending structs beyond maxPendingBytes', () => {
     // client at a later clock (the parser refuses it today; Yjs throws applying it).
     const poison = Buffer.from('01014d00844d05017800', 'hex');
     const feed = feedKey(origin.id as NodeId, FEED);
-    const store = await Store.open(join(node.dir, STORE_DIR), { durability: 'fsync', log: createLogger({ level: 'silent' }) });
-    try {
-      const env = { doc: 'p/poison' as DocName, feed, seq: 2, ...envelope(origin, 'p/poison', 2, new Uint8Array([0, 0])), update: new Uint8Array(poison) };
-      await store.write([...envelopeOps([env], new Map([['p/poison' as DocName, { [feed]: 2 }]])), { type: 'del', space: Space.snapshot, key: 'p/poison' }]);
-    } finally {
-      await store.close();
-    }
+    const env = { doc: 'p/poison' as DocName, feed, seq: 2, ...envelope(origin, 'p/poison', 2, new Uint8Array([0, 0])), update: new Uint8Array(poison) };
+    await withStore(node.dir, (store) => store.write([...envelopeOps([env], new Map([['p/poison' as DocName, { [feed]: 2 }]])), { type: 'del', space: Space.snapshot, key: 'p/poison' }]));
     const again = await testNode('poisoned', {}, node.dir);
     expect((await getDoc(again, 'p/poison')).body).toEqual({ t: 'hello' });
     expect(again.lines.some((l) => l.msg === 'applying a stored update failed')).toBe(true);

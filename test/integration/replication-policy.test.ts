@@ -4,15 +4,13 @@
  * node, even through an authorized relay, which stays connected; a peer that
  * may read `a/**` never receives, or learns the name of, `b/x`.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../../src/identity/keys.js';
-import { createLogger } from '../../src/log.js';
 import type { Session } from '../../src/net/session.js';
 import type { SessionMessage } from '../../src/protocol/messages.js';
-import { Space, Store } from '../../src/store/store.js';
+import { Space } from '../../src/store/store.js';
+import { withStore } from '../helpers/node.js';
 import type { DocName, NodeId } from '../../src/types.js';
-import { STORE_DIR } from '../../src/init.js';
 import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { RawSyncPeer, rawEntry } from '../helpers/raw-peer.js';
@@ -166,16 +164,13 @@ describe('replication policy', () => {
 
     // b's store, opened offline once it stops, holds no key that names b/x.
     await b.daemon.stop();
-    const store = await Store.open(join(b.dir, STORE_DIR), { durability: 'fsync', log: createLogger({ level: 'silent' }) });
-    try {
+    await withStore(b.dir, async (store) => {
       for (const space of Object.values(Space)) {
         for await (const [key, value] of store.entries(space)) {
           expect(key).not.toContain('b/x');
           expect(Buffer.from(value).toString('latin1')).not.toContain('b/x');
         }
       }
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
