@@ -270,7 +270,11 @@ export class Docs extends EventEmitter<DocsEvents> {
     const live = await this.open(doc);
     return new Promise((resolve, reject) => {
       live.localQueue.push({ update, parsed, author, resolve, reject, refused: [] });
-      if (!live.signing) void this.#pumpLocal(live);
+      if (live.signing) return;
+      // Started on the next tick: keystrokes handed over in the same turn (one
+      // socket read holds several) go into one envelope, not one and the rest.
+      live.signing = true;
+      process.nextTick(() => void this.#pumpLocal(live));
     });
   }
 

@@ -49,7 +49,7 @@ export interface RefusedPart {
  */
 export class LiveDoc {
   readonly name: DocName;
-  ydoc = new Y.Doc({ gc: true });
+  ydoc: Y.Doc;
   vector: Vector;
   overlap = new OverlapIndex();
   /** [client, from, to) ranges of dropped envelopes (beyond a revocation cutoff): never signed again for an app. */
@@ -78,16 +78,21 @@ export class LiveDoc {
   constructor(name: DocName, vector: Vector) {
     this.name = name;
     this.vector = vector;
+    this.ydoc = this.#newYDoc();
+  }
+
+  #newYDoc(): Y.Doc {
+    // Named, so Yjs does not draw a random uuid (dozens of getRandomValues calls) for every document loaded.
+    const ydoc = new Y.Doc({ gc: true, guid: this.name });
     // Not 'update': a listener of that makes Yjs encode every transaction's update.
-    this.ydoc.on('afterTransaction', () => (this.digest = undefined));
+    ydoc.on('afterTransaction', () => (this.digest = undefined));
+    return ydoc;
   }
 
   /** Starts over with an empty Y.Doc and indexes, before the document is filled again from the store. */
   reset(): void {
     const old = this.ydoc;
-    this.ydoc = new Y.Doc({ gc: true });
-    // Not 'update': a listener of that makes Yjs encode every transaction's update.
-    this.ydoc.on('afterTransaction', () => (this.digest = undefined));
+    this.ydoc = this.#newYDoc();
     this.digest = undefined;
     this.overlap = new OverlapIndex();
     this.dropped = [];

@@ -102,6 +102,28 @@ describe('y-websocket endpoint', () => {
     expect((await getDoc(a, 'notes/deferred')).body.t).toBe('ac');
   });
 
+  it('keystrokes that reach the node in one read are signed as one envelope', async () => {
+    const a = await testNode('a');
+    const ws = new WebSocket(`ws://127.0.0.1:${a.daemon.apiAddress.port}/v1/yjs/notes/burst?token=${await a.token()}`);
+    onTestFinished(() => ws.terminate());
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const app = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    app.on('update', (u: Uint8Array) => updates.push(u));
+    for (const ch of 'abc') app.getText('t').insert(app.getText('t').length, ch);
+    const message = (u: Uint8Array) => Buffer.from([0, 2, ...encodeVarUint(u.byteLength), ...u]);
+    // One write on the wire: the node reads the three messages at once.
+    const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.cork();
+    for (const u of updates) ws.send(message(u));
+    socket.uncork();
+    await waitUntil(async () => (await getDoc(a, 'notes/burst')).body.t === 'abc', { what: 'the three keystrokes on the node' });
+    const res = await fetch(`${a.api}/v1/docs`, { headers: { authorization: `Bearer ${await a.token()}` } });
+    const { docs } = (await res.json()) as { docs: { name: string; vector: Record<string, number> }[] };
+    // The node's own feed, at seq 1: one envelope for the three.
+    expect(Object.values(docs.find((d) => d.name === 'notes/burst')!.vector)).toEqual([1]);
+  });
+
   it('awareness travels between two apps on one node', async () => {
     const a = await testNode('a');
     const token = await a.token();
