@@ -396,16 +396,21 @@ export class Docs extends EventEmitter<DocsEvents> {
     const vector = { ...live.vector, [this.#ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
     live.vector = vector;
+    this.#forward(envs, undefined);
     // The transaction's origin names the app that sent it all (if one did): see LocalOrigin.
     for (const env of envs) Y.applyUpdate(live.ydoc, env.update, author && new LocalOrigin(author));
     await this.#settlePending(live);
-    this.#afterCommit(live, envs, undefined);
+    this.#afterCommit(live, envs);
   }
 
-  #afterCommit(live: LiveDoc, envs: StoredEnvelope[], from: NodeId | undefined): void {
+  /** Durable, so it may leave: peers get it before the local apply, which does not change what they are sent. */
+  #forward(envs: StoredEnvelope[], from: NodeId | undefined): void {
+    for (const env of envs) this.emit('envelope', env, from);
+  }
+
+  #afterCommit(live: LiveDoc, envs: StoredEnvelope[]): void {
     this.#known.add(live.name);
     live.sinceSnapshot += envs.length;
-    for (const env of envs) this.emit('envelope', env, from);
     this.emit('change', live.name, { ...live.vector });
     if (live.sinceSnapshot >= this.#o.snapshotEvery) void live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot failed'));
   }
@@ -524,6 +529,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     await this.#o.store.write(ops);
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
+    this.#forward(accepted.map((a) => a.env), from);
     for (const a of accepted) {
       if (this.#treatment(a.env) === 'quarantine') {
         this.emit('alarm', { doc: live.name, kind: 'quarantined', origins: [feedOrigin(a.env.feed)], peer: from });
@@ -547,7 +553,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     live.vector = vector;
     out.accepted += accepted.length;
     this.#alarmBlocked(live, from);
-    this.#afterCommit(live, accepted.map((a) => a.env), from);
+    this.#afterCommit(live, accepted.map((a) => a.env));
     if (live.deferredDeletes.size) await this.#flushDeferred(live);
   }
 

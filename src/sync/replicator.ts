@@ -165,10 +165,16 @@ export class Replicator {
     }
     this.#taskBytes += size;
     this.#tasks.push({ kind: 'one', env });
-    // Envelopes made durable together (one group commit) leave in one frame:
-    // their continuations all run as microtasks of the same turn, and a
-    // next-tick callback queued from one of them runs once all have (a
-    // setImmediate would also wait for the event loop's I/O phase).
+    // Nothing else waiting: it leaves at once (a single edit is not held back
+    // behind the local apply). Otherwise envelopes made durable together (one
+    // group commit) leave in one frame: their continuations all run as
+    // microtasks of the same turn, and a next-tick callback queued from one of
+    // them runs once all have (a setImmediate would also wait for the event
+    // loop's I/O phase).
+    if (this.#tasks.length === 1 && !this.#pumping && !this.#pumpScheduled) {
+      void this.#pump();
+      return;
+    }
     if (!this.#pumpScheduled) {
       this.#pumpScheduled = true;
       process.nextTick(() => {
