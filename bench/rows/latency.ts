@@ -1,5 +1,6 @@
 import { type App } from '../lib/clients.js';
 import { measureFloor, type Floor } from '../lib/floor.js';
+import { measureRelayHops, type RelayHops } from '../lib/relay.js';
 import { line, type RowResult } from '../lib/report.js';
 import { fmt, median, quantile, ratio, sig } from '../lib/stats.js';
 import { appsOn, startPair, SYSTEM_LABEL, type SystemKind } from '../lib/systems.js';
@@ -101,6 +102,11 @@ export async function latencyRow(ctx: BenchContext): Promise<RowResult> {
   const runs = { memory: medianOf(all.memory), leveldb: medianOf(all.leveldb), tessera: medianOf(all.tessera) };
   ctx.say('row 2: the floor (sign + verify + two fsynced writes)');
   const floor: Floor = await measureFloor(ctx.tmp);
+  ctx.say('row 2: two loopback hops through a bare relay');
+  const hops: RelayHops = await measureRelayHops();
+  // What no implementation of Tessera's path can beat here: the floor, and three hops
+  // (app → A → B → app) at what one loopback hop costs with nothing done in it.
+  const boundMs = sig(floor.p50Ms + 1.5 * hops.twoHopsP50Ms);
   const t = runs.tessera;
   const m = runs.memory;
   const p50 = sig(ratio(t.p50Ms, m.p50Ms));
@@ -109,12 +115,14 @@ export async function latencyRow(ctx: BenchContext): Promise<RowResult> {
   return {
     key: 'latency',
     title: '2. Latency',
-    data: { runs: ctx.opts.repeat, tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, floor, ratios: { p50: p50, p99: p99, unloadedP50ToFloor: toFloor }, target: { p50: 3, p99: 5 } },
+    data: { runs: ctx.opts.repeat, tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, floor, relayHops: hops, boundMs, ratios: { p50: p50, p99: p99, unloadedP50ToFloor: toFloor, boundToBaselineP50: sig(ratio(boundMs, m.p50Ms)) }, target: { p50: 3, p99: 5 } },
     lines: [
       line('2 latency', `p50 at ${t.rate}/s, median of ${ctx.opts.repeat} runs (y-leveldb: ${fmt(runs.leveldb.p50Ms, 'ms')})`, fmt(t.p50Ms, 'ms'), fmt(m.p50Ms, 'ms'), `${fmt(p50)}×`, '≤ 3×', p50 <= 3),
       line('', `p99 at ${t.rate}/s (y-leveldb: ${fmt(runs.leveldb.p99Ms, 'ms')})`, fmt(t.p99Ms, 'ms'), fmt(m.p99Ms, 'ms'), `${fmt(p99)}×`, '≤ 5×', p99 <= 5),
       line('', 'unloaded p50, one edit at a time', fmt(t.unloadedP50Ms, 'ms'), fmt(m.unloadedP50Ms, 'ms'), `${fmt(sig(ratio(t.unloadedP50Ms, m.unloadedP50Ms)))}×`),
       line('', 'floor: sign+verify+2 fsynced writes', fmt(floor.p50Ms, 'ms'), '', `unloaded p50 = ${fmt(toFloor)}× floor`),
+      line('', `two loopback hops through a bare relay (p50; p99 ${fmt(hops.twoHopsP99Ms, 'ms')})`, '', fmt(hops.twoHopsP50Ms, 'ms'), `baseline p50 = ${fmt(sig(ratio(m.unloadedP50Ms, hops.twoHopsP50Ms)))}× it unloaded`),
+      line('', 'bound: floor + 3 such hops (app → A → B → app)', fmt(boundMs, 'ms'), '', `${fmt(sig(ratio(boundMs, m.p50Ms)))}× baseline p50`),
     ],
     notes: [],
   };
