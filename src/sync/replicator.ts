@@ -165,13 +165,15 @@ export class Replicator {
     }
     this.#taskBytes += size;
     this.#tasks.push({ kind: 'one', env });
-    // Nothing else waiting: it leaves at once (a single edit is not held back
-    // behind the local apply). Otherwise envelopes made durable together (one
-    // group commit) leave in one frame: their continuations all run as
-    // microtasks of the same turn, and a next-tick callback queued from one of
-    // them runs once all have (a setImmediate would also wait for the event
-    // loop's I/O phase).
-    if (this.#tasks.length === 1 && !this.#pumping && !this.#pumpScheduled) {
+    // The first envelope of a turn with nothing else waiting leaves at once (a
+    // single edit is not held back behind the local apply). The rest of the
+    // turn's envelopes (one group commit makes many durable together) leave in
+    // one frame: their continuations all run as microtasks of the same turn,
+    // and a next-tick callback queued from one of them runs once all have (a
+    // setImmediate would also wait for the event loop's I/O phase).
+    if (this.#tasks.length === 1 && !this.#pumping && !this.#pumpScheduled && !this.#sentThisTurn) {
+      this.#sentThisTurn = true;
+      process.nextTick(() => (this.#sentThisTurn = false));
       void this.#pump();
       return;
     }
@@ -185,6 +187,8 @@ export class Replicator {
   }
 
   #pumpScheduled = false;
+  /** Set while the turn in which one envelope was sent on its own lasts. */
+  #sentThisTurn = false;
   /** Bytes of live-push envelopes waiting in #tasks. */
   #taskBytes = 0;
 
