@@ -5,7 +5,7 @@ export const USAGE = `npm run bench -- [options]   (each also as an environment 
 
   --rows 1,2,3,4,5,6        rows to run                                BENCH_ROWS        (all)
   --edits N                 row 1: edits typed on A                     BENCH_EDITS       (3000)
-  --repeat N                rows 1, 2: runs per system (median reported) BENCH_REPEAT    (3)
+  --repeat N                rows 1–3: runs per system (median reported) BENCH_REPEAT    (3)
   --latency-rate N          row 2: paced edits per second               BENCH_LATENCY_RATE (200)
   --latency-seconds N       row 2: seconds of paced edits               BENCH_LATENCY_SECONDS (5)
   --unloaded-edits N        row 2: edits sent one at a time             BENCH_UNLOADED_EDITS (100)

@@ -4,6 +4,7 @@ import { line, type RowResult } from '../lib/report.js';
 import { fmt, ratio, sig } from '../lib/stats.js';
 import { app, startPair, SYSTEM_LABEL, type Pair, type SystemKind } from '../lib/systems.js';
 import { yieldIo } from '../lib/wait.js';
+import { medianRun } from './throughput.js';
 import type { BenchContext } from './context.js';
 
 export interface ManyDocsRun {
@@ -64,22 +65,31 @@ export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Prom
   }
 }
 
-/** Row 3: many documents at once; Tessera's envelopes per second against the crypto ceiling of row 6. */
+/**
+ * Row 3: many documents at once; Tessera's envelopes per second against the
+ * crypto ceiling of row 6. Each system runs `repeat` times, in a rotating
+ * order, and the median run counts (as in row 1).
+ */
 export async function manyDocsRow(ctx: BenchContext, ceilingPairsPerSecond: number): Promise<RowResult> {
-  const runs = {} as Record<SystemKind, ManyDocsRun>;
-  for (const kind of ['memory', 'leveldb', 'tessera'] as const) {
-    ctx.say(`row 3: ${ctx.opts.manyDocs} documents × ${ctx.opts.editsPerDoc} edits through ${SYSTEM_LABEL[kind]}`);
-    runs[kind] = await measureManyDocs(ctx, kind);
+  const kinds = ['memory', 'leveldb', 'tessera'] as const;
+  const all: Record<SystemKind, ManyDocsRun[]> = { memory: [], leveldb: [], tessera: [] };
+  for (let r = 0; r < ctx.opts.repeat; r++) {
+    for (let k = 0; k < kinds.length; k++) {
+      const kind = kinds[(k + r) % kinds.length]!;
+      ctx.say(`row 3: ${ctx.opts.manyDocs} documents × ${ctx.opts.editsPerDoc} edits through ${SYSTEM_LABEL[kind]} (run ${r + 1} of ${ctx.opts.repeat})`);
+      all[kind].push(await measureManyDocs(ctx, kind));
+    }
   }
+  const runs = { memory: medianRun(all.memory), leveldb: medianRun(all.leveldb), tessera: medianRun(all.tessera) };
   const t = runs.tessera;
   const m = runs.memory;
   const toCeiling = sig(ratio(t.envelopesPerSecond ?? NaN, ceilingPairsPerSecond));
   const vsMemory = sig(ratio(m.ms, t.ms));
-  const label = `${t.docs} docs × ${t.editsPerDoc} edits, all on B`;
+  const label = `${t.docs} docs × ${t.editsPerDoc} edits, all on B (median of ${ctx.opts.repeat})`;
   return {
     key: 'manyDocs',
     title: '3. Many documents',
-    data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling }, target: { envelopesToCeiling: 0.7 } },
+    data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling }, target: { envelopesToCeiling: 0.7 } },
     lines: [
       line('3 many docs', `${label} (y-leveldb: ${fmt(runs.leveldb.ms, 'ms')})`, fmt(t.ms, 'ms'), fmt(m.ms, 'ms'), `${fmt(vsMemory)}× its speed`),
       line('', 'envelopes/s vs sign+verify ceiling', fmt(t.envelopesPerSecond, 'env/s'), fmt(ceilingPairsPerSecond, 'pairs/s'), `${fmt(toCeiling * 100)}%`, '≥ 70%', toCeiling >= 0.7),
