@@ -20,6 +20,7 @@ import { Docs } from './sync/docs.js';
 import { SyncService } from './sync/service.js';
 import { verifyStore, type VerifyReport } from './sync/verify.js';
 import { apiRoutes } from './api/routes/index.js';
+import { Timings } from './api/routes/metrics.js';
 import { refuseUpgrade } from './api/server.js';
 import { YjsEndpoint, WsClose } from './api/yjs-ws.js';
 import { Trust } from './trust/trust.js';
@@ -90,7 +91,8 @@ export class Daemon {
     const config = await loadNodeConfig(dataDir);
     const peersConfig = await loadPeers(config.peersFile, identity.id);
     const grants = await loadGrantsFile(config.grantsFile);
-    const store = await Store.open(join(dataDir, STORE_DIR), { durability: config.durability, log }).catch((err: unknown) => {
+    const timings = new Timings();
+    const store = await Store.open(join(dataDir, STORE_DIR), { durability: config.durability, log, onCommit: timings.commit }).catch((err: unknown) => {
       throw err instanceof DataDirInUseError ? new DataDirInUseError(dataDir, ' (its LevelDB store is locked)') : err;
     });
     const cleanup: (() => Promise<void>)[] = [() => store.close()];
@@ -121,6 +123,7 @@ export class Daemon {
         maxPendingBytes: config.maxPendingBytes,
         docIdleTimeoutMs: config.docIdleTimeout,
         snapshotEvery: config.snapshotEvery,
+        timings,
       });
       await docs.start();
       await docs.resumeRebuild();
@@ -145,6 +148,7 @@ export class Daemon {
         verify: () => daemon!.verify(),
         now,
         metrics: {
+          timings,
           sessionsByState: () => countBy(peers.status().map((p) => p.state)),
           handshakes: () => peers.handshakes,
           envelopes: () => ({ in: sync.counters.envelopesIn, out: sync.counters.envelopesOut, refused: sync.counters.refused, bytesIn: sync.counters.bytesIn, bytesOut: sync.counters.bytesOut }),

@@ -34,6 +34,8 @@ export type StoreOp =
 export interface StoreOptions {
   readonly durability: 'fsync' | 'relaxed';
   readonly log: Logger;
+  /** Told how long each group commit took, in seconds (for /metrics). */
+  readonly onCommit?: (seconds: number) => void;
 }
 
 const enc = new TextEncoder();
@@ -175,7 +177,9 @@ export class Store implements StoreReader {
     while (this.#queue.length) {
       const group = this.#queue.splice(0, MAX_GROUP);
       try {
+        const started = performance.now();
         await this.#batch(group.flatMap((g) => g.ops), this.#opts.durability === 'fsync');
+        this.#opts.onCommit?.((performance.now() - started) / 1000);
         for (const g of group) g.done();
       } catch (err) {
         for (const g of group) g.done(err);

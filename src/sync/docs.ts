@@ -32,6 +32,8 @@ export interface DocsOptions {
   readonly maxDeferredRanges?: number;
   /** Bytes of pending structs a document keeps in memory; beyond, they are parked in the store. */
   readonly maxPendingBytes?: number;
+  /** Told how long local writes and received envelope messages took, in seconds (for /metrics). */
+  readonly timings?: { write(seconds: number): void; receive(seconds: number): void };
 }
 
 export interface DocsEvents {
@@ -266,9 +268,10 @@ export class Docs extends EventEmitter<DocsEvents> {
    * signed and stored are merged into the next one.
    */
   async write(doc: DocName, update: Uint8Array, author?: object): Promise<{ vector: Vector; refused: RefusedPart[] }> {
+    const started = performance.now();
     const parsed = parseUpdate(update);
     const live = await this.open(doc);
-    return new Promise((resolve, reject) => {
+    const done = await new Promise<{ vector: Vector; refused: RefusedPart[] }>((resolve, reject) => {
       live.localQueue.push({ update, parsed, author, resolve, reject, refused: [] });
       if (live.signing) return;
       // Started on the next tick: keystrokes handed over in the same turn (one
@@ -276,6 +279,8 @@ export class Docs extends EventEmitter<DocsEvents> {
       live.signing = true;
       process.nextTick(() => void this.#pumpLocal(live));
     });
+    this.#o.timings?.write((performance.now() - started) / 1000);
+    return done;
   }
 
   /**
@@ -423,6 +428,13 @@ export class Docs extends EventEmitter<DocsEvents> {
    * to count against the sender; policy refusals are "not wanted".
    */
   async receive(from: NodeId, items: readonly { token: string; update: Uint8Array }[]): Promise<ReceiveOutcome> {
+    const started = performance.now();
+    const out = await this.#receive(from, items);
+    this.#o.timings?.receive((performance.now() - started) / 1000);
+    return out;
+  }
+
+  async #receive(from: NodeId, items: readonly { token: string; update: Uint8Array }[]): Promise<ReceiveOutcome> {
     const out: ReceiveOutcome = { accepted: 0, duplicates: 0, refused: [], rewant: new Set() };
     const candidates: Candidate[] = [];
     for (const item of items) {

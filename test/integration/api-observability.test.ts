@@ -110,6 +110,32 @@ describe('GET /metrics (DESIGN.md §7)', () => {
     expect(samples((await metrics(b)).text, 'tessera_envelopes_received_total').get('')).toBeGreaterThanOrEqual(NAMES.length);
   });
 
+  it('how long commits, local writes and received envelopes took, as histograms in seconds', async () => {
+    const a = await testNode('a');
+    const b = await testNode('b');
+    await linked(a, b);
+    for (const name of NAMES) expect((await postUpdate(a, name, appDoc().edit((d) => d.getText('t').insert(0, name)))).status).toBe(200);
+    for (const name of NAMES) await waitUntil(async () => (await getDoc(b, name)).body.t === name, { what: `${name} on B` });
+    const histogram = (text: string, name: string) => {
+      expect(text).toMatch(new RegExp(`^# TYPE ${name} histogram$`, 'm'));
+      const buckets = [...samples(text, `${name}_bucket`)];
+      // Cumulative buckets up to +Inf, which counts every observation.
+      for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
+      expect(buckets.at(-1)).toEqual(['{le="+Inf"}', samples(text, `${name}_count`).get('')]);
+      return { count: samples(text, `${name}_count`).get('')!, sum: samples(text, `${name}_sum`).get('')! };
+    };
+    const onA = (await metrics(a)).text;
+    const writes = histogram(onA, 'tessera_local_write_seconds');
+    expect(writes.count).toBe(NAMES.length);
+    expect(writes.sum).toBeGreaterThan(0);
+    expect(histogram(onA, 'tessera_store_commit_seconds').count).toBeGreaterThanOrEqual(1);
+    const onB = (await metrics(b)).text;
+    expect(histogram(onB, 'tessera_receive_seconds').count).toBeGreaterThanOrEqual(1);
+    expect(histogram(onB, 'tessera_store_commit_seconds').count).toBeGreaterThanOrEqual(1);
+    // B wrote nothing of its own.
+    expect(histogram(onB, 'tessera_local_write_seconds').count).toBe(0);
+  });
+
   it('needs a read:** token: 403 for narrower read scopes and for write:**, 401 without a token', async () => {
     const a = await testNode('a');
     for (const scopes of [['read:notes/**'], ['write:**'], ['read:*'], ['read:*/**']]) {
