@@ -79,12 +79,18 @@ function expectStatusShape(s: Status): void {
 describe('GET /metrics (DESIGN.md §7)', () => {
   const NAMES = ['zanzibar-quokka/xylophone-7731', 'marmalade.yak_42', 'Quibble/Fizzgig/ostrich-Velvet'];
 
-  it('Prometheus text with sessions, handshakes, envelopes, lag per peer, documents and event-loop lag; no document name anywhere', async () => {
+  /** Two linked nodes; each of NAMES written on A and arrived on B. */
+  async function writtenOnAReadOnB(): Promise<[TestNode, TestNode]> {
     const a = await testNode('a');
     const b = await testNode('b');
     await linked(a, b);
     for (const name of NAMES) expect((await postUpdate(a, name, appDoc().edit((d) => d.getText('t').insert(0, name)))).status).toBe(200);
     for (const name of NAMES) await waitUntil(async () => (await getDoc(b, name)).body.t === name, { what: `${name} on B` });
+    return [a, b];
+  }
+
+  it('Prometheus text with sessions, handshakes, envelopes, lag per peer, documents and event-loop lag; no document name anywhere', async () => {
+    const [a, b] = await writtenOnAReadOnB();
 
     for (const [node, other] of [[a, b], [b, a]] as const) {
       const m = await metrics(node);
@@ -111,11 +117,7 @@ describe('GET /metrics (DESIGN.md §7)', () => {
   });
 
   it('how long commits, local writes and received envelopes took, as histograms in seconds', async () => {
-    const a = await testNode('a');
-    const b = await testNode('b');
-    await linked(a, b);
-    for (const name of NAMES) expect((await postUpdate(a, name, appDoc().edit((d) => d.getText('t').insert(0, name)))).status).toBe(200);
-    for (const name of NAMES) await waitUntil(async () => (await getDoc(b, name)).body.t === name, { what: `${name} on B` });
+    const [a, b] = await writtenOnAReadOnB();
     const histogram = (text: string, name: string) => {
       expect(text).toMatch(new RegExp(`^# TYPE ${name} histogram$`, 'm'));
       const buckets = [...samples(text, `${name}_bucket`)];
