@@ -35,6 +35,14 @@ export function http(port: number, opts: { method?: string; path: string; header
 export type WsOutcome = { kind: 'http'; status: number; body: string } | { kind: 'open'; first: Buffer } | { kind: 'close'; code: number; reason: string };
 
 /** A WebSocket upgrade by hand on a raw path: the HTTP refusal, or the first frame the server sends. */
+/** One line for an upgrade's outcome: `http STATUS`, `close CODE`, or `open` once the server's sync step 1 came first. */
+export function wsOutcome(o: WsOutcome): string {
+  if (o.kind === 'http') return `http ${o.status}`;
+  if (o.kind === 'close') return `close ${o.code}`;
+  // y-websocket sync step 1 from the server: [messageSync=0, syncStep1=0, ...]
+  return o.first[0] === 0 && o.first[1] === 0 ? 'open' : `open (unexpected first frame ${o.first.toString('hex')})`;
+}
+
 export function rawWs(port: number, path: string, headers: Record<string, string> = {}): Promise<WsOutcome> {
   return new Promise((resolve, reject) => {
     const req = request({

@@ -8,18 +8,12 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
-import { http, outcome, rawWs } from '../helpers/api.js';
+import { http, outcome, rawWs, wsOutcome } from '../helpers/api.js';
 import { randomBytes } from 'node:crypto';
 import { testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 
 
-
-function wsOutcome(o: WsOutcome): string {
-  if (o.kind === 'http') return `http ${o.status}`;
-  if (o.kind === 'close') return `close ${o.code}`;
-  return o.first[0] === 0 && o.first[1] === 0 ? 'open' : `open (unexpected first frame ${o.first.toString('hex')})`;
-}
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const port = (node: TestNode) => node.daemon.apiAddress.port;

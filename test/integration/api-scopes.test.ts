@@ -5,7 +5,7 @@
  * close code) and the error body `{"error":{"code","message"}}` are asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { http, outcome, rawWs } from '../helpers/api.js';
+import { http, outcome, rawWs, wsOutcome } from '../helpers/api.js';
 import { randomBytes } from 'node:crypto';
 import { testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, postUpdate } from '../helpers/docs.js';
@@ -13,13 +13,6 @@ import { generateKeyPair } from '../../src/identity/keys.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 
 
-
-function wsOutcome(o: WsOutcome): string {
-  if (o.kind === 'http') return `http ${o.status}`;
-  if (o.kind === 'close') return `close ${o.code}`;
-  // y-websocket sync step 1 from the server: [messageSync=0, syncStep1=0, ...]
-  return o.first[0] === 0 && o.first[1] === 0 ? 'open' : `open (unexpected first frame ${o.first.toString('hex')})`;
-}
 
 const IN = 'notes/in';
 const OUT = 'private/out';

@@ -67,7 +67,10 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 class Reader {
   pos = 0;
-  constructor(readonly buf: Uint8Array) {}
+  readonly buf: Uint8Array;
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+  }
   byte(): number {
     if (this.pos >= this.buf.length) throw new Error('unexpected end');
     return this.buf[this.pos++]!;
