@@ -33,8 +33,10 @@ export async function measureRelayHops(samples = 300): Promise<RelayHops> {
     await new Promise((res, rej) => ws.once('open', res).once('error', rej));
     return ws;
   };
-  const [from, to] = [await open(), await open()];
+  const sockets: WebSocket[] = [];
   try {
+    sockets.push(await open(), await open());
+    const [from, to] = sockets as [WebSocket, WebSocket];
     const message = Buffer.alloc(20, 1);
     const out: number[] = [];
     for (let k = 0; k < samples + 20; k++) {
@@ -47,8 +49,7 @@ export async function measureRelayHops(samples = 300): Promise<RelayHops> {
     }
     return { samples, twoHopsP50Ms: sig(median(out)), twoHopsP99Ms: sig(quantile(out, 0.99)) };
   } finally {
-    from.terminate();
-    to.terminate();
+    for (const ws of sockets) ws.terminate();
     await server.stop();
   }
 }

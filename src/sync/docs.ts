@@ -401,20 +401,25 @@ export class Docs extends EventEmitter<DocsEvents> {
     const vector = { ...live.vector, [this.#ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
     live.vector = vector;
-    this.#forward(envs, undefined);
+    // Durable and counted: peers get it before the local apply, which does not change what they are sent.
+    this.#forward(live, envs, undefined);
     // The transaction's origin names the app that sent it all (if one did): see LocalOrigin.
     for (const env of envs) Y.applyUpdate(live.ydoc, env.update, author && new LocalOrigin(author));
     await this.#settlePending(live);
     this.#afterCommit(live, envs);
   }
 
-  /** Durable, so it may leave: peers get it before the local apply, which does not change what they are sent. */
-  #forward(envs: StoredEnvelope[], from: NodeId | undefined): void {
+  /**
+   * Hands durable envelopes to the peers. Only once the vector that counts
+   * them is published, and the document is known: a peer's want or a new
+   * session reads those, and must not miss what was forwarded meanwhile.
+   */
+  #forward(live: LiveDoc, envs: StoredEnvelope[], from: NodeId | undefined): void {
+    this.#known.add(live.name);
     for (const env of envs) this.emit('envelope', env, from);
   }
 
   #afterCommit(live: LiveDoc, envs: StoredEnvelope[]): void {
-    this.#known.add(live.name);
     live.sinceSnapshot += envs.length;
     this.emit('change', live.name, { ...live.vector });
     if (live.sinceSnapshot >= this.#o.snapshotEvery) void live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot failed'));
@@ -541,7 +546,6 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     await this.#o.store.write(ops);
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
-    this.#forward(accepted.map((a) => a.env), from);
     for (const a of accepted) {
       if (this.#treatment(a.env) === 'quarantine') {
         this.emit('alarm', { doc: live.name, kind: 'quarantined', origins: [feedOrigin(a.env.feed)], peer: from });
@@ -563,6 +567,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     await this.#settlePending(live);
     // Published once applied: whoever sees the new vector sees the new state.
     live.vector = vector;
+    this.#forward(live, accepted.map((a) => a.env), from);
     out.accepted += accepted.length;
     this.#alarmBlocked(live, from);
     this.#afterCommit(live, accepted.map((a) => a.env));
