@@ -9,6 +9,7 @@ import { signEnvelope, updateHash, verifyEnvelope } from '../../src/sync/envelop
 import { feedKey, type DocName } from '../../src/types.js';
 import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
 import { median, quantile, sig } from './stats.js';
+import { sleep } from './wait.js';
 
 export interface Floor {
   readonly samples: number;
@@ -26,9 +27,11 @@ export interface Floor {
  * envelope and writes it durably, the receiver verifies it and writes it
  * durably. Measured with the project's own code (signEnvelope,
  * verifyEnvelope, Store with fsync) on a one-character update, in sequence,
- * without any network or Yjs work.
+ * without any network or Yjs work. With `gapMs`, each sample starts after
+ * that long idle, as a paced edit finds the nodes: on a VM the same work
+ * costs more after the CPU has slept.
  */
-export async function measureFloor(tmp: string, samples = 300): Promise<Floor> {
+export async function measureFloor(tmp: string, samples = 300, gapMs = 0): Promise<Floor> {
   const dir = await mkdtemp(join(tmp, 'floor-'));
   const pair = await generateKeyPair();
   const stores = await Promise.all(['a', 'b'].map((n) => Store.open(join(dir, n), { durability: 'fsync', log: createLogger({ level: 'silent' }) })));
@@ -46,6 +49,7 @@ export async function measureFloor(tmp: string, samples = 300): Promise<Floor> {
       const update = updates[i]!;
       const claims = { iss: pair.id, doc, feed: origin.feed, seq: i + 1, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: Math.floor(Date.now() / 1000) };
       const env = { doc, feed, seq: i + 1, update };
+      if (gapMs) await sleep(gapMs);
       const t0 = performance.now();
       const token = signEnvelope(claims, pair.privateKey);
       const t1 = performance.now();

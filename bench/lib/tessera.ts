@@ -79,6 +79,26 @@ export async function apiJson<T>(node: BenchNode, path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
+/** A histogram of a node's /metrics: its cumulative buckets ([upper bound in seconds, count]), the sum of its observations and their count. */
+export interface Observed {
+  readonly buckets: readonly (readonly [le: number, count: number])[];
+  readonly sum: number;
+  readonly count: number;
+}
+
+/** The timing histograms of a node's /metrics (tessera_store_commit_seconds, _local_write_, _receive_). */
+export async function nodeTimings(node: BenchNode): Promise<{ commit: Observed; write: Observed; receive: Observed }> {
+  const res = await fetch(`${node.api}/metrics`, { headers: { authorization: `Bearer ${node.token}` } });
+  if (res.status !== 200) throw new Error(`${node.name} GET /metrics: ${res.status}`);
+  const text = await res.text();
+  const read = (name: string): Observed => {
+    const value = (suffix: string) => Number(new RegExp(`^${name}_${suffix} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, 'gm'))].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])] as const);
+    return { buckets, sum: value('sum'), count: value('count') };
+  };
+  return { commit: read('tessera_store_commit_seconds'), write: read('tessera_local_write_seconds'), receive: read('tessera_receive_seconds') };
+}
+
 /**
  * Links nodes in a chain: each dials the next, and every node knows every
  * other as an origin that may write (so the far end trusts what the first

@@ -2,8 +2,8 @@ import { Registry, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
 import type { Route } from '../server.js';
 import { HttpError } from '../http.js';
 
-/** Seconds, from half a millisecond (an fsync on a fast disk) to seconds (a node that cannot keep up). */
-const SECONDS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** Seconds: fine below 10 ms (an fsync, one edit's way through a node), coarse up to seconds (a node that cannot keep up). */
+const SECONDS = [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /**
  * How long the steps of an edit take on this node, observed as they happen:
