@@ -38,12 +38,12 @@ export const SYSTEM_LABEL: Record<SystemKind, string> = {
 /**
  * Starts a fresh system of the given kind; `tag` names its profile folder.
  * Tessera runs as a chain of `length` nodes (2 by default), A its first
- * and B its last.
+ * and B its last, each with `config` in its tessera.json.
  */
-export async function startPair(ctx: BenchContext, kind: SystemKind, tag: string, length = 2): Promise<Pair> {
-  const prof = await profileDir(ctx, `${tag}-${kind}${kind === 'tessera' && length !== 2 ? length : ''}`);
+export async function startPair(ctx: BenchContext, kind: SystemKind, tag: string, length = 2, config: Record<string, unknown> = {}): Promise<Pair> {
+  const prof = await profileDir(ctx, `${tag}-${kind}${kind === 'tessera' && length !== 2 ? length : ''}${Object.keys(config).length ? '-' + Object.values(config).join('-') : ''}`);
   if (kind === 'tessera') {
-    const nodes = await startChain(await mkdtemp(join(ctx.tmp, `${tag}-`)), 'n', length, { cpuProfDir: prof });
+    const nodes = await startChain(await mkdtemp(join(ctx.tmp, `${tag}-`)), 'n', length, { cpuProfDir: prof, config });
     const a = nodes[0]!;
     const b = nodes[nodes.length - 1]!;
     return {

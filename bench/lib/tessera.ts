@@ -153,11 +153,11 @@ export async function heldEnvelopes(node: BenchNode): Promise<number> {
 }
 
 /** Starts `count` fresh nodes named `${prefix}1..n` under `root`, linked in a chain. */
-export async function startChain(root: string, prefix: string, count: number, opts: StartOptions = {}): Promise<BenchNode[]> {
+export async function startChain(root: string, prefix: string, count: number, opts: StartOptions & { readonly config?: Record<string, unknown> } = {}): Promise<BenchNode[]> {
   const nodes: BenchNode[] = [];
   try {
     for (let i = 1; i <= count; i++) {
-      const { dir } = await createNodeDir(root, `${prefix}${i}`);
+      const { dir } = await createNodeDir(root, `${prefix}${i}`, opts.config);
       nodes.push(await startNode(dir, `${prefix}${i}`, opts));
     }
     await linkChain(nodes);
