@@ -269,9 +269,14 @@ export class Docs extends EventEmitter<DocsEvents> {
    */
   async write(doc: DocName, update: Uint8Array, author?: object): Promise<{ vector: Vector; refused: RefusedPart[] }> {
     const started = performance.now();
-    const parsed = parseUpdate(update);
+    const done = await this.#enqueue(doc, parseUpdate(update), update, author);
+    this.#o.timings?.write((performance.now() - started) / 1000);
+    return done;
+  }
+
+  async #enqueue(doc: DocName, parsed: ParsedUpdate, update: Uint8Array, author: object | undefined): Promise<{ vector: Vector; refused: RefusedPart[] }> {
     const live = await this.open(doc);
-    const done = await new Promise<{ vector: Vector; refused: RefusedPart[] }>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       live.localQueue.push({ update, parsed, author, resolve, reject, refused: [] });
       if (live.signing) return;
       // Started on the next tick: keystrokes handed over in the same turn (one
@@ -279,8 +284,6 @@ export class Docs extends EventEmitter<DocsEvents> {
       live.signing = true;
       process.nextTick(() => void this.#pumpLocal(live));
     });
-    this.#o.timings?.write((performance.now() - started) / 1000);
-    return done;
   }
 
   /**
@@ -319,7 +322,7 @@ export class Docs extends EventEmitter<DocsEvents> {
           const vector = await live.run(async () => (live.retired ? RETIRED : this.#signBatch(live, batch)));
           if (vector === RETIRED) {
             // Unloaded meanwhile: the writes go to the document as loaded now.
-            for (const w of batch) this.write(live.name, w.update, w.author).then(w.resolve, w.reject);
+            for (const w of batch) this.#enqueue(live.name, w.parsed, w.update, w.author).then(w.resolve, w.reject);
             continue;
           }
           for (const w of batch) w.resolve({ vector, refused: w.refused });
@@ -766,10 +769,10 @@ export class Docs extends EventEmitter<DocsEvents> {
    * shows in both or in neither, so equal vectors with different digests
    * mean different states, not a read in the middle of a change.
    */
-  async vectorAndDigest(doc: DocName): Promise<{ vector: Vector; digest?: string }> {
+  async vectorAndDigest(doc: DocName, withDigest = true): Promise<{ vector: Vector; digest?: string }> {
     const live = this.#live.get(doc);
     if (!live) return { vector: await this.vector(doc) };
-    const read = await live.run(async () => (live.retired ? undefined : { vector: { ...live.vector }, digest: this.#digestOf(live) }));
+    const read = await live.run(async () => (live.retired ? undefined : { vector: { ...live.vector }, ...(withDigest ? { digest: this.#digestOf(live) } : {}) }));
     return read ?? { vector: await this.vector(doc) };
   }
 

@@ -87,10 +87,26 @@ function validRanges(v: unknown): v is ClientRanges {
 /** Verifies the signature with the origin's key and the hash of the update bytes. */
 export function verifyEnvelope(token: string, update: Uint8Array, originKey: KeyObject): EnvelopeClaims {
   const claims = readEnvelopeClaims(token);
-  const { input, sig } = signatureParts(token);
-  if (!verify(null, input, originKey, sig)) throw new EnvelopeError(BAD_SIGNATURE);
-  if (updateHash(update) !== claims.h) throw new EnvelopeError(BAD_HASH);
+  const verdict = signatureVerdict({ ...signatureParts(token), key: originKey, update, h: claims.h });
+  if (verdict !== 'ok') throw new EnvelopeError(verdict === 'hash' ? BAD_HASH : BAD_SIGNATURE);
   return claims;
+}
+
+/** One envelope's signature check: its JWS signing input and signature, the origin's key, and the hash its claims state. */
+export interface SignatureJob {
+  readonly input: Buffer;
+  readonly sig: Buffer;
+  readonly key: KeyObject;
+  readonly update: Uint8Array;
+  readonly h: string;
+}
+
+/** 'ok' when the signature verifies and the hash matches; else why not. */
+export type Verdict = 'ok' | 'signature' | 'hash';
+
+export function signatureVerdict(j: SignatureJob): Verdict {
+  if (!verify(null, j.input, j.key, j.sig)) return 'signature';
+  return updateHash(j.update) === j.h ? 'ok' : 'hash';
 }
 
 export const BAD_SIGNATURE = 'signature does not verify with the origin key';

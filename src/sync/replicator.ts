@@ -267,7 +267,8 @@ export class Replicator {
     for (const [name, hash, digest] of docs) {
       const doc = name as DocName;
       if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
-      const { vector: ours, digest: mine } = await this.#o.docs.vectorAndDigest(doc);
+      // A digest is only worth computing when the peer sent one to compare with.
+      const { vector: ours, digest: mine } = await this.#o.docs.vectorAndDigest(doc, digest !== undefined);
       if (vectorHash(ours) !== hash) {
         want[doc] = ours;
         continue;

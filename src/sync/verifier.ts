@@ -1,19 +1,9 @@
-import { verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { updateHash } from './envelope.js';
+import { signatureVerdict as verifyOne, type SignatureJob, type Verdict } from './envelope.js';
 
-/** One envelope's signature check: its JWS signing input and signature, the origin's key, and the hash its claims state. */
-export interface SignatureJob {
-  readonly input: Buffer;
-  readonly sig: Buffer;
-  readonly key: KeyObject;
-  readonly update: Uint8Array;
-  readonly h: string;
-}
-
-/** 'ok' when the signature verifies and the hash matches; else why not. */
-export type Verdict = 'ok' | 'signature' | 'hash';
+export type { SignatureJob, Verdict };
 
 /**
  * The worker: raw Ed25519 verification and SHA-256, nothing else (claims,
@@ -31,11 +21,6 @@ parentPort.on('message', ({ id, keys, jobs }) => {
 `;
 
 const VERDICTS: readonly Verdict[] = ['ok', 'signature', 'hash'];
-
-function verifyOne(j: SignatureJob): Verdict {
-  if (!verify(null, j.input, j.key, j.sig)) return 'signature';
-  return updateHash(j.update) === j.h ? 'ok' : 'hash';
-}
 
 /**
  * Verifies envelope signatures. A batch big enough to be worth it (a peer

@@ -30,6 +30,9 @@ function encodeVarUint(n: number): number[] {
   return out;
 }
 
+/** A y-websocket sync update message (messageSync, update) carrying `u`. */
+const syncUpdate = (u: Uint8Array) => Uint8Array.from([0, 2, ...encodeVarUint(u.byteLength), ...u]);
+
 const synced = (p: WebsocketProvider) => waitUntil(() => p.synced, { what: 'provider synced' });
 
 describe('y-websocket endpoint', () => {
@@ -93,7 +96,7 @@ describe('y-websocket endpoint', () => {
     const marker = new Y.Doc();
     marker.getText('u').insert(0, 'z');
     // Messages of one connection are taken in order: once the marker is in, so is the deletion.
-    for (const u of [deletion, Y.encodeStateAsUpdate(marker)]) raw.send(Uint8Array.from([0, 2, ...encodeVarUint(u.byteLength), ...u]));
+    for (const u of [deletion, Y.encodeStateAsUpdate(marker)]) raw.send(syncUpdate(u));
     await waitUntil(async () => (await getDoc(a, 'notes/deferred')).body.u === 'z', { what: 'the deletion taken' });
     // X comes online: its items are signed with P's deletion, and X must hear of it.
     const online = provider(a, 'notes/deferred', token, x);
@@ -111,11 +114,10 @@ describe('y-websocket endpoint', () => {
     const updates: Uint8Array[] = [];
     app.on('update', (u: Uint8Array) => updates.push(u));
     for (const ch of 'abc') app.getText('t').insert(app.getText('t').length, ch);
-    const message = (u: Uint8Array) => Buffer.from([0, 2, ...encodeVarUint(u.byteLength), ...u]);
     // One write on the wire: the node reads the three messages at once.
     const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
     socket.cork();
-    for (const u of updates) ws.send(message(u));
+    for (const u of updates) ws.send(syncUpdate(u));
     socket.uncork();
     await waitUntil(async () => (await getDoc(a, 'notes/burst')).body.t === 'abc', { what: 'the three keystrokes on the node' });
     const res = await fetch(`${a.api}/v1/docs`, { headers: { authorization: `Bearer ${await a.token()}` } });
