@@ -68,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'token': {
       const { values } = flags(rest, { ...data, scope: { type: 'string', multiple: true }, ttl: { type: 'string' } });
-      out(await tokenCommand(resolveDataDir(values.data), { scopes: values.scope ?? [], ttl: values.ttl ?? '1h' }));
+      out(await tokenCommand(resolveDataDir(values.data), { scopes: values.scope ?? [], ...pick(values, 'ttl') }));
       return 0;
     }
     case 'status': {
@@ -80,12 +80,14 @@ async function main(argv: string[]): Promise<number> {
       return peers(rest, out);
     case 'doc': {
       const [sub, ...more] = rest;
-      const { values, positionals } = flags(more, data, 1);
       if (sub === 'list') {
+        const { values } = flags(more, data);
         out(await docListCommand(resolveDataDir(values.data)));
         return 0;
       }
-      if (sub === 'get' && positionals[0]) {
+      if (sub === 'get') {
+        const { values, positionals } = flags(more, data, 1);
+        if (!positionals[0]) throw new UsageError('doc get needs NAME');
         out(await docGetCommand(resolveDataDir(values.data), positionals[0]));
         return 0;
       }
@@ -155,15 +157,33 @@ function pick<T extends Record<string, unknown>, K extends keyof T>(values: T, .
   return out as { [P in K]?: Exclude<T[P], undefined> };
 }
 
-/** Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the peers and grants files. */
+/**
+ * Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the peers and
+ * grants files. The handlers are in place before the daemon starts, so a
+ * signal during start-up (which reads a large store for a while) is not
+ * Node's default of dying: a stop asked for then comes once the daemon is
+ * up, a reload asked for then reads the files again. A second stop signal
+ * while stopping changes nothing.
+ */
 async function start(dataDir: string): Promise<number> {
   const log = createLogger();
-  const daemon = await Daemon.start({ dataDir, log });
-  process.on('SIGHUP', () => void daemon.reload());
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
+  let daemon: Daemon | undefined;
+  let reloadWhenUp = false;
+  let stopRequested!: () => void;
+  const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+  const onStop = (signal: NodeJS.Signals) => {
+    log.info({ signal }, daemon ? 'stopping' : 'stopping once started');
+    stopRequested();
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => {
+    if (daemon) void daemon.reload();
+    else reloadWhenUp = true;
   });
+  daemon = await Daemon.start({ dataDir, log });
+  if (reloadWhenUp) void daemon.reload();
+  await stopSignal;
   await daemon.stop();
   return 0;
 }

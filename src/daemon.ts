@@ -21,7 +21,6 @@ import { SyncService } from './sync/service.js';
 import { verifyStore, type VerifyReport } from './sync/verify.js';
 import { apiRoutes } from './api/routes/index.js';
 import { Timings } from './api/routes/metrics.js';
-import { refuseUpgrade } from './api/server.js';
 import { YjsEndpoint, WsClose } from './api/yjs-ws.js';
 import { Trust } from './trust/trust.js';
 import { peekGrant } from './tokens/grant.js';
@@ -160,10 +159,11 @@ export class Daemon {
       const api = new ApiServer({
         address: config.api,
         headersTimeoutMs: config.handshakeTimeout,
+        allowedOrigins: config.allowedOrigins,
         log,
         authenticate,
         routes,
-        upgrade: (req, socket, head, url, rawPath) => (yjs.handles(rawPath) ? yjs.upgrade(req, socket, head, url, rawPath) : refuseUpgrade(socket, 404, 'Not Found')),
+        upgrade: (req, socket, head, url, rawPath) => yjs.upgrade(req, socket, head, url, rawPath),
       });
       await api.start().catch((err: unknown) => {
         throw bindError(err, config.file, '$.api', config.api);

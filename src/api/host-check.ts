@@ -13,3 +13,8 @@ export function hostAllowed(hostHeader: string | undefined, own: HostPort): bool
   const bare = host.startsWith('[') ? host.slice(1, -1) : host;
   return bare === own.host.toLowerCase() && (m[2] === undefined ? own.port === 80 : Number(m[2]) === own.port);
 }
+
+/** Whether a browser Origin is in `allowedOrigins` (`"*"` allows any). */
+export function originAllowed(allowed: readonly string[], origin: string): boolean {
+  return allowed.includes('*') || allowed.includes(origin);
+}

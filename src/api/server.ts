@@ -7,7 +7,7 @@ import type { HostPort } from '../util/address.js';
 import { docNameProblem } from '../config/names.js';
 import type { DocName } from '../types.js';
 import { HttpError, sendError } from './http.js';
-import { hostAllowed } from './host-check.js';
+import { hostAllowed, originAllowed } from './host-check.js';
 
 /** What a route handler gets: the request, its verified token and the doc it names, if any. */
 export interface RouteContext {
@@ -36,6 +36,8 @@ export interface ApiServerOptions {
   readonly upgrade?: UpgradeHandler;
   /** A client must have sent its request headers within this (slowloris bound). */
   readonly headersTimeoutMs?: number;
+  /** Browser origins whose pages may read the API's answers (CORS); `"*"` for any. */
+  readonly allowedOrigins?: readonly string[];
 }
 
 const DOC_PATH = /^\/v1\/docs\/([^/]+)(\/state|\/updates|\/events|\/authors)?$/;
@@ -69,7 +71,7 @@ export class ApiServer {
       this.#handle(req, res).catch((err) => this.#fail(res, err));
     });
     server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
-    server.on('clientError', (_err, socket) => socket.destroy());
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => refuseClient(err, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#opts.address.port, this.#opts.address.host, () => {
@@ -93,6 +95,7 @@ export class ApiServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!hostAllowed(req.headers.host, this.address)) throw new HttpError(421, 'misdirected', 'Host header names neither this API nor a loopback name');
+    if (this.#cors(req, res)) return;
     const url = targetUrl(req);
     const rawPath = rawPathOf(req);
     if (rawPath === '/healthz') {
@@ -107,6 +110,22 @@ export class ApiServer {
     if (!match) throw new HttpError(404, 'not_found', `no route for ${req.method} ${rawPath}`);
     const doc = match.rawDoc === undefined ? undefined : parseDocName(match.rawDoc);
     await match.route.handler({ req, res, url, grant, doc });
+  }
+
+  /**
+   * CORS for the browser origins in allowedOrigins: their pages may read the
+   * answers (an EventSource on `/events?token=`, a fetch with a bearer
+   * token), and a preflight is answered before any token check, since a
+   * browser sends none with it. True when the request was a preflight.
+   */
+  #cors(req: IncomingMessage, res: ServerResponse): boolean {
+    const origin = req.headers.origin;
+    const allowed = origin !== undefined && originAllowed(this.#opts.allowedOrigins ?? [], origin);
+    if (allowed) res.setHeader('access-control-allow-origin', origin).setHeader('vary', 'Origin');
+    if (req.method !== 'OPTIONS') return false;
+    if (!allowed) throw new HttpError(403, 'origin_not_allowed', 'this Origin is not in allowedOrigins');
+    res.writeHead(204, { 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' }).end();
+    return true;
   }
 
   /** Routes match the raw path (DESIGN.md §7), so `.` and `..` reach the name check instead of being resolved away. */
@@ -185,6 +204,31 @@ export function parseDocName(raw: string): DocName {
 }
 
 export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
-  const body = JSON.stringify({ error: { code: text.toLowerCase().replace(/\s+/g, '_'), message: text } });
+  endWithError(socket, status, text, text.toLowerCase().replace(/\s+/g, '_'), text);
+}
+
+/** Answers on a raw socket with a status and the JSON error body, and closes it. */
+function endWithError(socket: Duplex, status: number, text: string, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
+/**
+ * Bad input before a request could be parsed (headers too large, not HTTP,
+ * headers not sent in time) still gets an answer with the JSON error body,
+ * then the connection closes.
+ */
+function refuseClient(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, text, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'timeout', 'the request headers did not arrive in time']
+        : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP'];
+  endWithError(socket, status, text, code, message);
+  socket.once('finish', () => socket.destroy());
 }

@@ -16,6 +16,7 @@ import { HttpError } from './http.js';
 import { parseDocName, refuseUpgrade } from './server.js';
 import { longTimeout } from '../util/timers.js';
 import { guardFrameSize } from './frame-guard.js';
+import { originAllowed } from './host-check.js';
 
 const MESSAGE_SYNC = 0;
 const MESSAGE_AWARENESS = 1;
@@ -60,6 +61,9 @@ interface Room {
  * than Origin accept the upgrade and then close with 44xx, since y-websocket
  * retries HTTP refusals forever and stops on 4400–4499.
  */
+/** The y-websocket route: the rest of the raw path is the document's name. */
+const ROUTE = '/v1/yjs/';
+
 export class YjsEndpoint {
   readonly #o: YjsEndpointOptions;
   readonly #log: Logger;
@@ -72,14 +76,9 @@ export class YjsEndpoint {
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * opts.maxUpdateBytes + 64 * 1024 });
   }
 
-  /** Handles an upgrade on `/v1/yjs/...` (the raw path); anything else is not ours. */
-  handles(rawPath: string): boolean {
-    return rawPath.startsWith('/v1/yjs/');
-  }
-
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, rawPath: string): void {
     const origin = req.headers.origin;
-    if (origin !== undefined && !this.#o.allowedOrigins.includes(origin) && !this.#o.allowedOrigins.includes('*')) {
+    if (origin !== undefined && !originAllowed(this.#o.allowedOrigins, origin)) {
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
@@ -118,8 +117,10 @@ export class YjsEndpoint {
     });
     const header = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const grant = await this.#o.authenticate(header ?? url.searchParams.get('token') ?? undefined);
+    // Every upgrade comes here: a provider given a wrong URL gets a close code it stops on, not an HTTP refusal it retries forever.
+    if (!rawPath.startsWith(ROUTE)) throw new HttpError(400, 'bad_route', `no WebSocket route at ${rawPath.slice(0, 60)}; documents are at ${ROUTE}{name}`);
     // The rest of the raw path is the name, slashes included (WebsocketProvider does not encode the room).
-    const doc = parseDocName(rawPath.slice('/v1/yjs/'.length));
+    const doc = parseDocName(rawPath.slice(ROUTE.length));
     if (!grant.covers('read', doc)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
     if (ws.readyState !== ws.OPEN) return;
     const room = await this.#join(doc, ws);

@@ -5,17 +5,16 @@
  *   const status = await client.status();
  */
 import type { StatusBody } from '../api/routes/status.js';
+import { TesseraError } from '../errors.js';
 
 export type { StatusBody };
 
 /** An error answer from the API: HTTP status plus the body's stable code. */
-export class TesseraApiError extends Error {
+export class TesseraApiError extends TesseraError {
   readonly status: number;
-  readonly code: string;
   constructor(status: number, code: string, message: string) {
-    super(message);
+    super(code, message);
     this.status = status;
-    this.code = code;
   }
 }
 
@@ -107,7 +106,14 @@ export class TesseraClient {
     const init: RequestInit = { method, headers: { authorization: `Bearer ${this.#token}`, ...(body ? { 'content-type': 'application/octet-stream' } : {}) } };
     if (signal) init.signal = signal;
     if (body) init.body = body;
-    const res = await fetch(this.#base + path, init);
+    let res: Response;
+    try {
+      res = await fetch(this.#base + path, init);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new TesseraError('ERR_UNREACHABLE', `cannot reach the Tessera API at ${this.#base}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, { cause: err });
+    }
     if (!res.ok) {
       let code = 'http_error';
       let message = `${res.status} ${res.statusText}`;

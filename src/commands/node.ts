@@ -27,16 +27,20 @@ export async function idCommand(dataDir: string, asJson: boolean): Promise<strin
   return JSON.stringify(entry);
 }
 
-export async function tokenCommand(dataDir: string, opts: { scopes: readonly string[]; ttl: string }): Promise<string> {
+/** Without --ttl a token lives an hour, or apiTokenMaxTtl if that is shorter. */
+const DEFAULT_TOKEN_TTL_MS = 3_600_000;
+
+export async function tokenCommand(dataDir: string, opts: { scopes: readonly string[]; ttl?: string }): Promise<string> {
   if (opts.scopes.length === 0) throw new UsageError('at least one --scope is required (read:<glob> or write:<glob>)');
   for (const s of opts.scopes) {
     const problem = scopeProblem(s);
     if (problem) throw new UsageError(problem);
   }
-  const ttlMs = parseDuration(opts.ttl);
-  if (ttlMs === undefined || ttlMs <= 0) throw new UsageError(`--ttl expects ${DURATION_HINT}`);
+  const asked = opts.ttl === undefined ? undefined : parseDuration(opts.ttl);
+  if (opts.ttl !== undefined && (asked === undefined || asked <= 0)) throw new UsageError(`--ttl expects ${DURATION_HINT}`);
   const config = await loadNodeConfig(dataDir);
-  if (ttlMs > config.apiTokenMaxTtl) throw new UsageError(`--ttl ${opts.ttl} exceeds apiTokenMaxTtl (${config.apiTokenMaxTtl / 1000}s)`);
+  if (asked !== undefined && asked > config.apiTokenMaxTtl) throw new UsageError(`--ttl ${opts.ttl} exceeds apiTokenMaxTtl (${config.apiTokenMaxTtl / 1000}s)`);
+  const ttlMs = asked ?? Math.min(DEFAULT_TOKEN_TTL_MS, config.apiTokenMaxTtl);
   const pair = await readKeyFile(join(dataDir, IDENTITY_FILE));
   return issueApiToken(pair, { scopes: opts.scopes, ttlMs });
 }

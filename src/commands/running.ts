@@ -16,9 +16,19 @@ export async function findDaemon(dataDir: string): Promise<DaemonFile | undefine
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const file = JSON.parse(text) as DaemonFile;
+  const file = parseDaemonFile(text);
+  if (!file) throw new TesseraError('ERR_DAEMON_FILE', `${join(dataDir, DAEMON_FILE)} is not a daemon file Tessera wrote; if no node runs for ${dataDir}, remove it`);
   if (!isAlive(file.pid)) return undefined;
   return file;
+}
+
+function parseDaemonFile(text: string): DaemonFile | undefined {
+  try {
+    const file = JSON.parse(text) as Partial<DaemonFile> | null;
+    return file && Number.isSafeInteger(file.pid) && typeof file.api === 'string' ? (file as DaemonFile) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -8,6 +8,8 @@ import { parseHostPort, type HostPort } from '../util/address.js';
 import { firstIssue } from './json-path.js';
 
 const duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: `expected ${DURATION_HINT}` });
+/** A lifetime, timeout or interval: zero would never connect, or spin. */
+const positiveDuration = duration.refine((s) => (parseDuration(s) ?? 0) > 0, { message: 'expected a duration above zero' });
 const bytes = z.number().int().positive();
 const address = z.string().refine((s) => parseHostPort(s) !== undefined, { message: 'expected "HOST:PORT" ("[::1]:PORT" for IPv6)' });
 const fileName = z.string().min(1);
@@ -50,10 +52,10 @@ const FileSchema = z.strictObject({
   api: address.optional(),
   peersFile: fileName.optional(),
   grantsFile: fileName.optional(),
-  sessionTtl: duration.optional(),
+  sessionTtl: positiveDuration.optional(),
   clockTolerance: duration.optional(),
-  handshakeTimeout: duration.optional(),
-  apiTokenMaxTtl: duration.optional(),
+  handshakeTimeout: positiveDuration.optional(),
+  apiTokenMaxTtl: positiveDuration.optional(),
   maxPreAuthBytes: bytes.optional(),
   maxFrameBytes: bytes.optional(),
   maxUpdateBytes: bytes.optional(),
@@ -65,15 +67,15 @@ const FileSchema = z.strictObject({
   maxUnauthenticated: bytes.optional(),
   maxUnauthenticatedPerAddress: bytes.optional(),
   handshakesPerMinute: bytes.optional(),
-  heartbeatInterval: duration.optional(),
-  reconnectMax: duration.optional(),
-  refusedReconnectMax: duration.optional(),
+  heartbeatInterval: positiveDuration.optional(),
+  reconnectMax: positiveDuration.optional(),
+  refusedReconnectMax: positiveDuration.optional(),
   grantWarning: duration.optional(),
-  docIdleTimeout: duration.optional(),
+  docIdleTimeout: positiveDuration.optional(),
   snapshotEvery: bytes.optional(),
   maxPeerBytesPerSecond: bytes.optional(),
-  announceInterval: duration.optional(),
-  rateLimitWindow: duration.optional(),
+  announceInterval: positiveDuration.optional(),
+  rateLimitWindow: positiveDuration.optional(),
 });
 
 export type NodeConfigFile = z.infer<typeof FileSchema>;

@@ -110,3 +110,15 @@ export function outcome(a: Answer): string {
     err.message.length > 0;
   return exact ? `${a.status} ${err!.code}` : `${a.status} (bad error body: ${a.text.slice(0, 80)})`;
 }
+
+/** A hand-built y-websocket sync message (messageSync, then `sub`: 0 step 1, 1 step 2, 2 update) carrying `u`. */
+export function syncMessage(sub: 0 | 1 | 2, u: Uint8Array): Uint8Array {
+  const len: number[] = [];
+  let n = u.byteLength;
+  while (n > 0x7f) {
+    len.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  len.push(n);
+  return Uint8Array.from([0, sub, ...len, ...u]);
+}

@@ -5,6 +5,7 @@ import { WebsocketProvider } from 'y-websocket';
 import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
+import { syncMessage } from '../helpers/api.js';
 
 function provider(node: TestNode, doc: string, token: string, ydoc = new Y.Doc()) {
   const p = new WebsocketProvider(`ws://127.0.0.1:${node.daemon.apiAddress.port}/v1/yjs`, doc, ydoc, {
@@ -19,19 +20,8 @@ function provider(node: TestNode, doc: string, token: string, ydoc = new Y.Doc()
   return { p, ydoc };
 }
 
-/** lib0's var-uint, for a hand-built y-websocket message. */
-function encodeVarUint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-}
-
 /** A y-websocket sync update message (messageSync, update) carrying `u`. */
-const syncUpdate = (u: Uint8Array) => Uint8Array.from([0, 2, ...encodeVarUint(u.byteLength), ...u]);
+const syncUpdate = (u: Uint8Array) => syncMessage(2, u);
 
 const synced = (p: WebsocketProvider) => waitUntil(() => p.synced, { what: 'provider synced' });
 
