@@ -55,9 +55,12 @@ export function readEnvelopeClaims(token: string): EnvelopeClaims {
   if (token.length > MAX_ENVELOPE_TOKEN_BYTES) throw new EnvelopeError('envelope token too large');
   const parts = token.split('.');
   if (parts.length !== 3 || parts[0] !== ENVELOPE_HEADER) throw new EnvelopeError('not an envelope token (header must be EdDSA, tessera-envelope+jwt)');
+  // Canonical base64url only, as every signer writes it: Buffer alone would skip characters outside the alphabet, which a JOSE verifier refuses.
+  const payload = Buffer.from(parts[1]!, 'base64url');
+  if (payload.toString('base64url') !== parts[1]) throw new EnvelopeError('envelope claims are not canonical base64url');
   let c: Record<string, unknown>;
   try {
-    c = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    c = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
   } catch {
     throw new EnvelopeError('envelope claims are not JSON');
   }

@@ -144,7 +144,7 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
       const items: unknown[] = [];
       for (let i = 0; i < n; i++) {
         const s = decoding.readVarString(d);
-        items.push(s === 'undefined' ? undefined : JSON.parse(s));
+        items.push(s === 'undefined' ? undefined : boundedJson(s));
       }
       return [n, items];
     }
@@ -152,11 +152,11 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
       decoding.readVarUint8Array(d);
       return [1, null];
     case StructKind.embed:
-      JSON.parse(decoding.readVarString(d));
+      boundedJson(decoding.readVarString(d));
       return [1, null];
     case StructKind.format:
       decoding.readVarString(d);
-      JSON.parse(decoding.readVarString(d));
+      boundedJson(decoding.readVarString(d));
       return [1, null];
     case StructKind.type: {
       const ref = decoding.readVarUint(d);
@@ -167,16 +167,87 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
     case StructKind.any: {
       const n = decoding.readVarUint(d);
       const items: unknown[] = [];
-      for (let i = 0; i < n; i++) items.push(decoding.readAny(d));
+      for (let i = 0; i < n; i++) items.push(readAny(d, 0));
       return [n, items];
     }
     case StructKind.doc:
       decoding.readVarString(d);
-      decoding.readAny(d);
+      readAny(d, 0);
       return [1, null];
     default:
       throw new UpdateDecodeError(`unknown struct kind ${kind}`);
   }
+}
+
+/**
+ * Deepest nesting of arrays and objects accepted in content. Yjs reads and
+ * renders content recursively: a value nested thousands deep would be stored
+ * and then break every read of the document (and whether it parses at all
+ * would depend on the stack, so nodes could disagree about it).
+ */
+export const MAX_NESTING = 100;
+
+/** lib0's readAny with nesting bounded by MAX_NESTING. */
+function readAny(d: decoding.Decoder, depth: number): unknown {
+  const tag = decoding.readUint8(d);
+  switch (tag) {
+    case 127:
+      return undefined;
+    case 126:
+      return null;
+    case 125:
+      return decoding.readVarInt(d);
+    case 124:
+      return decoding.readFloat32(d);
+    case 123:
+      return decoding.readFloat64(d);
+    case 122:
+      return decoding.readBigInt64(d);
+    case 121:
+      return false;
+    case 120:
+      return true;
+    case 119:
+      return decoding.readVarString(d);
+    case 118: {
+      if (depth >= MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+      const len = decoding.readVarUint(d);
+      const obj: Record<string, unknown> = {};
+      for (let i = 0; i < len; i++) {
+        const key = decoding.readVarString(d);
+        obj[key] = readAny(d, depth + 1);
+      }
+      return obj;
+    }
+    case 117: {
+      if (depth >= MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+      const len = decoding.readVarUint(d);
+      const arr: unknown[] = [];
+      for (let i = 0; i < len; i++) arr.push(readAny(d, depth + 1));
+      return arr;
+    }
+    case 116:
+      return decoding.readVarUint8Array(d);
+    default:
+      throw new UpdateDecodeError(`unknown content type ${tag}`);
+  }
+}
+
+/** JSON content, with nesting bounded by MAX_NESTING (checked on the text, before parsing). */
+function boundedJson(text: string): unknown {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return JSON.parse(text);
 }
 
 /** `[clientId, from, to)` ranges of the structs an update carries (Skips excluded), maximal and sorted. */

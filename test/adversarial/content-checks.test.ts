@@ -1,0 +1,102 @@
+/**
+ * What a writer's envelope or an app's update may carry: token parts in
+ * canonical base64url only (the node:crypto path refuses what a JOSE
+ * verifier refuses, DESIGN.md §1), and content nested at most MAX_NESTING
+ * deep (Yjs reads and renders content recursively: deeper would be stored
+ * and then break every read of the document).
+ */
+import { sign } from 'node:crypto';
+import * as encoding from 'lib0/encoding';
+import { jwtVerify } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { ENVELOPE_HEADER, updateHash, verifyEnvelope } from '../../src/sync/envelope.js';
+import { MAX_NESTING, parseUpdate, structRanges } from '../../src/yjs/parse.js';
+import type { DocName } from '../../src/types.js';
+import { testNode } from '../helpers/cluster.js';
+import { getDoc, postUpdate } from '../helpers/docs.js';
+import { b64, mallory } from '../helpers/mallory.js';
+import { envelope, newFeed, yUpdate } from '../helpers/raw-peer.js';
+
+describe('envelope token parts', () => {
+  it('a payload with a character outside base64url is refused, as jose refuses it, and the node does not store it', async () => {
+    const target = await testNode('target');
+    const m = await mallory(target, [], [], { read: [], write: ['x/**'] });
+    const update = yUpdate(31337, (d) => d.getMap('m').set('k', 'v'));
+    const feed = newFeed();
+    const claims = { iss: m.pair.id, doc: 'x/doc', feed, seq: 1, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: 1_700_000_000 };
+    const p = b64(claims);
+    const input = `${ENVELOPE_HEADER}.${p.slice(0, 10)}!${p.slice(10)}`;
+    const token = `${input}.${sign(null, Buffer.from(input), m.pair.privateKey).toString('base64url')}`;
+
+    await expect(jwtVerify(token, m.pair.publicKey, { algorithms: ['EdDSA'], typ: 'tessera-envelope+jwt' })).rejects.toThrow();
+    expect(() => verifyEnvelope(token, update, m.pair.publicKey)).toThrow(/canonical base64url/);
+
+    m.peer.offer({ token, update });
+    await m.settle();
+    expect((await target.daemon.docs.vector('x/doc' as DocName))[`${m.pair.id}:${feed}`]).toBeUndefined();
+    expect((await target.daemon.verify()).ok).toBe(true);
+  });
+});
+
+/** A V1 update: client 77 inserts into root array "a" one Any value nested `depth` arrays deep. */
+function nestedAny(depth: number): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, 1); // one client
+  encoding.writeVarUint(e, 1); // one struct
+  encoding.writeVarUint(e, 77); // client
+  encoding.writeVarUint(e, 0); // clock
+  encoding.writeUint8(e, 8); // ContentAny, parent stated
+  encoding.writeVarUint(e, 1);
+  encoding.writeVarString(e, 'a'); // root "a"
+  encoding.writeVarUint(e, 1); // one value
+  for (let i = 0; i < depth; i++) {
+    encoding.writeUint8(e, 117); // lib0 any: array
+    encoding.writeVarUint(e, 1);
+  }
+  encoding.writeUint8(e, 127); // undefined
+  encoding.writeVarUint(e, 0); // empty delete set
+  return encoding.toUint8Array(e);
+}
+
+/** The same as JSON content (ContentJSON), nested `depth` arrays deep. */
+function nestedJson(depth: number): Uint8Array {
+  const e = encoding.createEncoder();
+  for (const n of [1, 1, 78, 0]) encoding.writeVarUint(e, n);
+  encoding.writeUint8(e, 2); // ContentJSON, parent stated
+  encoding.writeVarUint(e, 1);
+  encoding.writeVarString(e, 'j');
+  encoding.writeVarUint(e, 1);
+  encoding.writeVarString(e, '['.repeat(depth) + '"]]"' + ']'.repeat(depth));
+  encoding.writeVarUint(e, 0);
+  return encoding.toUint8Array(e);
+}
+
+describe('content nesting', () => {
+  it('the parser takes MAX_NESTING levels and refuses one more, as Any and as JSON content', () => {
+    for (const build of [nestedAny, nestedJson]) {
+      expect(() => parseUpdate(build(MAX_NESTING))).not.toThrow();
+      expect(() => parseUpdate(build(MAX_NESTING + 1))).toThrow(/nested deeper/);
+      expect(() => parseUpdate(build(5000))).toThrow(/nested deeper/);
+    }
+  });
+
+  it('from a peer: a value 5000 deep is refused and the document stays readable; one at the limit is applied', async () => {
+    const target = await testNode('target');
+    const m = await mallory(target, [], [], { read: [], write: ['x/**'] });
+    const deep = newFeed();
+    m.peer.offer(envelope(m.pair, { doc: 'x/deep', feed: deep, seq: 1, update: nestedAny(5000) }));
+    const ok = newFeed();
+    m.peer.offer(envelope(m.pair, { doc: 'x/ok', feed: ok, seq: 1, update: nestedAny(MAX_NESTING) }));
+    await m.settle();
+    expect((await target.daemon.docs.vector('x/deep' as DocName))[`${m.pair.id}:${deep}`]).toBeUndefined();
+    expect((await target.daemon.docs.vector('x/ok' as DocName))[`${m.pair.id}:${ok}`]).toBe(1);
+    expect((await getDoc(target, 'x/ok')).status).toBe(200);
+  });
+
+  it('from an app: a POST nested deeper than the limit is a 400, and nothing is stored', async () => {
+    const target = await testNode('target');
+    const r = await postUpdate(target, 'x/app', nestedJson(MAX_NESTING + 1));
+    expect(r.status).toBe(400);
+    expect((await getDoc(target, 'x/app')).status).toBe(404);
+  });
+});

@@ -1,0 +1,61 @@
+/**
+ * A target node with a listed raw peer (mallory) that speaks the peer
+ * protocol by hand, a sync point, and hand-made token-shaped junk: for
+ * attack tests.
+ */
+import { randomBytes } from 'node:crypto';
+import * as Y from 'yjs';
+import { generateKeyPair, type KeyPair } from '../../src/identity/keys.js';
+import type { DocName } from '../../src/types.js';
+import { setPeers, type TestNode } from './cluster.js';
+import { RawSyncPeer, envelope, newFeed, rawEntry, yUpdate } from './raw-peer.js';
+import { waitUntil } from './wait.js';
+
+export const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+/**
+ * A string that `decodeJwt` accepts (three parts, a JSON object payload) but
+ * that nobody signed: what any peer can put in a `grants` message.
+ */
+export function junkJwt(typ: string, claims: Record<string, unknown>): string {
+  return `${b64({ alg: 'EdDSA', typ })}.${b64(claims)}.${randomBytes(8).toString('base64url')}`;
+}
+
+/** A random, well-formed node id (43 chars of base64url). */
+export const randomId = (): string => randomBytes(32).toString('base64url');
+
+export interface Mallory {
+  readonly pair: KeyPair;
+  readonly peer: RawSyncPeer;
+  /** Sends one of mallory's own envelopes on a marker doc and waits until the target applied it: everything sent before was handled. */
+  settle(): Promise<void>;
+}
+
+/**
+ * Lists a fresh raw peer on `target` (with `perms`; it always may write
+ * `marker/**`, for the sync point) next to `entries`, and dials it.
+ */
+export async function mallory(target: TestNode, entries: Record<string, unknown>[], authorities: unknown[] = [], perms: { read?: string[]; write?: string[] } = { read: [], write: [] }): Promise<Mallory> {
+  const pair = await generateKeyPair();
+  await setPeers(target, [...entries, rawEntry('mallory', pair, { read: perms.read ?? [], write: [...(perms.write ?? []), 'marker/**'] })], authorities);
+  const peer = await RawSyncPeer.dial(target.url, pair, target);
+  const feed = newFeed();
+  let seq = 0;
+  return {
+    pair,
+    peer,
+    async settle() {
+      const s = ++seq;
+      peer.offer(envelope(pair, { doc: 'marker/doc', feed, seq: s, update: yUpdate(900_000 + s, (d) => d.getMap('m').set(`k${s}`, s)) }));
+      await waitUntil(async () => (await target.daemon.docs.vector('marker/doc' as DocName))[`${pair.id}:${feed}`] === s, { what: `marker ${s} applied`, timeoutMs: 60_000 });
+    },
+  };
+}
+
+/** A V1 update carrying one string of `chars` characters under a fixed client id. */
+export function bigText(clientID: number, chars: number): Uint8Array {
+  const d = new Y.Doc({ gc: true });
+  d.clientID = clientID;
+  d.getText('t').insert(0, 'x'.repeat(chars));
+  return Y.encodeStateAsUpdate(d);
+}
