@@ -120,6 +120,7 @@ export class Daemon {
         now,
         maxDocsInMemory: config.maxDocsInMemory,
         maxPendingBytes: config.maxPendingBytes,
+        maxHeldBytes: config.maxHeldBytes,
         docIdleTimeoutMs: config.docIdleTimeout,
         snapshotEvery: config.snapshotEvery,
         timings,

@@ -30,6 +30,7 @@ export const DEFAULTS = {
   maxQueuedBytes: 32 * 1024 * 1024,
   maxDocsInMemory: 1000,
   maxPendingBytes: 1024 * 1024,
+  maxHeldBytes: 64 * 1024 * 1024,
   durability: 'fsync',
   allowedOrigins: [] as string[],
   maxUnauthenticated: 64,
@@ -62,6 +63,7 @@ const FileSchema = z.strictObject({
   maxQueuedBytes: bytes.optional(),
   maxDocsInMemory: bytes.optional(),
   maxPendingBytes: bytes.optional(),
+  maxHeldBytes: bytes.optional(),
   durability: z.enum(['fsync', 'relaxed']).optional(),
   allowedOrigins: z.array(z.string().min(1)).optional(),
   maxUnauthenticated: bytes.optional(),
@@ -99,6 +101,7 @@ export interface NodeConfig {
   readonly maxQueuedBytes: number;
   readonly maxDocsInMemory: number;
   readonly maxPendingBytes: number;
+  readonly maxHeldBytes: number;
   readonly durability: 'fsync' | 'relaxed';
   readonly allowedOrigins: readonly string[];
   readonly maxUnauthenticated: number;
@@ -145,6 +148,7 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     maxQueuedBytes: c.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
     maxDocsInMemory: c.maxDocsInMemory ?? DEFAULTS.maxDocsInMemory,
     maxPendingBytes: c.maxPendingBytes ?? DEFAULTS.maxPendingBytes,
+    maxHeldBytes: c.maxHeldBytes ?? DEFAULTS.maxHeldBytes,
     durability: c.durability ?? DEFAULTS.durability,
     allowedOrigins: c.allowedOrigins ?? DEFAULTS.allowedOrigins,
     maxUnauthenticated: c.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,

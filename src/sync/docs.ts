@@ -29,6 +29,8 @@ export interface DocsOptions {
   readonly docIdleTimeoutMs: number;
   readonly snapshotEvery: number;
   readonly maxHeldPerDoc?: number;
+  /** Bytes of envelopes held waiting for an earlier seq, all documents together (default 64 MiB). */
+  readonly maxHeldBytes?: number;
   readonly maxDeferredRanges?: number;
   /** Bytes of pending structs a document keeps in memory; beyond, they are parked in the store. */
   readonly maxPendingBytes?: number;
@@ -70,6 +72,8 @@ interface Candidate {
 }
 const RETIRED = Symbol('retired');
 
+const heldSize = (h: HeldEnvelope): number => h.token.length + h.update.byteLength;
+
 /**
  * The origin of a transaction that applies an app's own write and nothing
  * else: `author` (the app's connection) already holds all of it, so the
@@ -82,9 +86,14 @@ export class LocalOrigin {
   }
 }
 
-/** Nothing uses, writes or waits on the document: it may leave memory. */
+/**
+ * Nothing uses or writes the document: it may leave memory. Envelopes held
+ * for an earlier seq do not keep it (a peer could pin every slot with them):
+ * they leave with it, and come again from the peers that hold them, asked at
+ * the next announce.
+ */
 function isIdle(live: LiveDoc): boolean {
-  return live.users === 0 && !live.signing && live.localQueue.length === 0 && live.heldCount === 0;
+  return live.users === 0 && !live.signing && live.localQueue.length === 0;
 }
 
 /**
@@ -171,7 +180,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const live = new LiveDoc(doc, {});
     await this.#fill(live, false);
     this.#live.set(doc, live);
-    this.#evictOverflow();
+    this.#evictOverflow(live);
     return live;
   }
 
@@ -527,12 +536,8 @@ export class Docs extends EventEmitter<DocsEvents> {
       }
       vector[feed] = h.claims.seq;
       accepted.push({ env: { doc: live.name, feed, seq: h.claims.seq, token: h.token, update: h.update }, parsed: h.parsed });
-      const next = live.held.get(feed)?.get(h.claims.seq + 1);
-      if (next) {
-        live.held.get(feed)!.delete(h.claims.seq + 1);
-        live.heldCount--;
-        queue.unshift(next);
-      }
+      const next = this.#takeHeld(live, feed, h.claims.seq + 1);
+      if (next) queue.unshift(next);
     }
     if (dropped.length) {
       // Kept apart, for verify and in case the cutoffs change; never applied or forwarded.
@@ -712,7 +717,8 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   #hold(live: LiveDoc, feed: FeedKey, h: HeldEnvelope, out: ReceiveOutcome): void {
-    if (live.heldCount >= (this.#o.maxHeldPerDoc ?? 1000)) {
+    const size = heldSize(h);
+    if (live.retired || live.heldCount >= (this.#o.maxHeldPerDoc ?? 1000) || this.#heldBytes + size > (this.#o.maxHeldBytes ?? 64 * 1024 * 1024)) {
       out.rewant.add(live.name);
       return;
     }
@@ -727,7 +733,30 @@ export class Docs extends EventEmitter<DocsEvents> {
       return;
     }
     live.heldCount++;
+    live.heldBytes += size;
+    this.#heldBytes += size;
     m.set(h.claims.seq, h);
+  }
+
+  /** Bytes held by every loaded document. */
+  #heldBytes = 0;
+
+  #takeHeld(live: LiveDoc, feed: FeedKey, seq: number): HeldEnvelope | undefined {
+    const m = live.held.get(feed);
+    const h = m?.get(seq);
+    if (!h) return undefined;
+    m!.delete(seq);
+    live.heldCount--;
+    live.heldBytes -= heldSize(h);
+    this.#heldBytes -= heldSize(h);
+    return h;
+  }
+
+  #dropHeld(live: LiveDoc): void {
+    this.#heldBytes -= live.heldBytes;
+    live.held.clear();
+    live.heldCount = 0;
+    live.heldBytes = 0;
   }
 
   /** Signs deletions that were waiting for their items, once they are here. */
@@ -806,9 +835,15 @@ export class Docs extends EventEmitter<DocsEvents> {
     for (const live of [...this.#live.values()]) if (live.users === 0 && live.lastUsed < cutoff) await this.#unload(live);
   }
 
-  #evictOverflow(): void {
+  /**
+   * Unloads the least recently used idle documents beyond maxDocsInMemory,
+   * never `loaded` itself: when every other document is in use, the bound
+   * gives way for a while rather than unloading what is being opened (which
+   * would open it again, forever).
+   */
+  #evictOverflow(loaded: LiveDoc): void {
     if (this.#live.size <= this.#o.maxDocsInMemory) return;
-    const idle = [...this.#live.values()].filter(isIdle).sort((a, b) => a.lastUsed - b.lastUsed);
+    const idle = [...this.#live.values()].filter((l) => l !== loaded && isIdle(l)).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const live of idle.slice(0, this.#live.size - this.#o.maxDocsInMemory)) void this.#unload(live);
   }
 
@@ -820,6 +855,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     if (!isIdle(live) || this.#live.get(live.name) !== live) return;
     live.retired = true;
     this.#live.delete(live.name);
+    this.#dropHeld(live);
     await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot of an unloaded document failed'));
   }
 

@@ -62,6 +62,7 @@ export class LiveDoc {
   deferredDeletes: DeleteRanges = new Map();
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
   heldCount = 0;
+  heldBytes = 0;
   readonly localQueue: LocalWrite[] = [];
   signing = false;
   lastUsed = Date.now();

@@ -52,6 +52,7 @@ describe('tessera.json defaults', () => {
       maxQueuedBytes: 32 * 1024 * 1024,
       maxDocsInMemory: 1000,
       maxPendingBytes: 1024 * 1024,
+      maxHeldBytes: 64 * 1024 * 1024,
       durability: 'fsync',
       allowedOrigins: [],
       maxUnauthenticated: 64,
@@ -101,6 +102,7 @@ describe('tessera.json keys', () => {
       maxQueuedBytes: 4096,
       maxDocsInMemory: 7,
       maxPendingBytes: 2048,
+      maxHeldBytes: 4096,
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
@@ -134,6 +136,7 @@ describe('tessera.json keys', () => {
       maxQueuedBytes: 4096,
       maxDocsInMemory: 7,
       maxPendingBytes: 2048,
+      maxHeldBytes: 4096,
       durability: 'relaxed',
       allowedOrigins: ['http://localhost:3000', 'https://app.example'],
       maxUnauthenticated: 3,
@@ -212,7 +215,7 @@ describe('tessera.json refusals name the file and the JSON path', () => {
     refused({ listen: null }, '$.listen');
   });
 
-  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxPendingBytes', 'maxUnauthenticated', 'maxUnauthenticatedPerAddress', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
+  it.each(['maxPreAuthBytes', 'maxFrameBytes', 'maxUpdateBytes', 'maxQueuedBytes', 'maxDocsInMemory', 'maxPendingBytes', 'maxHeldBytes', 'maxUnauthenticated', 'maxUnauthenticatedPerAddress', 'handshakesPerMinute', 'snapshotEvery', 'maxPeerBytesPerSecond'])(
     'a bad count for %s (zero, negative, fraction, string)',
     (key) => {
       for (const v of [0, -1, 1.5, '1024', null]) refused({ [key]: v }, `$.${key}`);
