@@ -506,6 +506,11 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
   }
 
+  async #droppedToken(key: string): Promise<string | undefined> {
+    const value = await this.#o.store.get(Space.dropped, key);
+    return value && decodeEnvelopeValue(value).token;
+  }
+
   async #accept(live: LiveDoc, from: NodeId, envs: HeldEnvelope[], out: ReceiveOutcome): Promise<void> {
     const accepted: { env: StoredEnvelope; parsed: ParsedUpdate }[] = [];
     const dropped: StoredEnvelope[] = [];
@@ -516,8 +521,16 @@ export class Docs extends EventEmitter<DocsEvents> {
       const feed = feedKey(h.claims.iss, h.claims.feed);
       const have = vector[feed] ?? 0;
       if (h.claims.seq > have && this.#o.policy.trust.treatment(h.claims.iss, live.name, feed, h.claims.seq) === 'drop') {
-        dropped.push({ doc: live.name, feed, seq: h.claims.seq, token: h.token, update: h.update });
-        out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'not_wanted', detail: 'beyond a revocation cutoff' });
+        // Kept apart as the first version seen, like any stored envelope: a different one for the same seq is a conflict, never a replacement.
+        const key = envelopeKey(live.name, feed, h.claims.seq);
+        const prior = dropped.find((e) => e.feed === feed && e.seq === h.claims.seq)?.token ?? (await this.#droppedToken(key));
+        if (prior === undefined) dropped.push({ doc: live.name, feed, seq: h.claims.seq, token: h.token, update: h.update });
+        if (prior !== undefined && prior !== h.token) {
+          out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'conflict', detail: 'a different envelope is kept for this feed and seq' });
+          this.emit('alarm', { doc: live.name, kind: 'conflicting_envelope', origins: [h.claims.iss], peer: from });
+        } else {
+          out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'not_wanted', detail: 'beyond a revocation cutoff' });
+        }
         continue;
       }
       if (h.claims.seq <= have) {
