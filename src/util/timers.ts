@@ -8,5 +8,13 @@ export function longTimeout(fn: () => void, ms: number): { cancel(): void } {
     timer.unref?.();
   };
   arm(ms);
-  return { cancel: () => clearTimeout(timer) };
+  return {
+    // Node keeps the list of an unref'd timer cleared before its time until that time comes (one list
+    // per distinct delay): ref'd again first, it is removed at once. Each connection's token-expiry timer
+    // would otherwise stay in memory until its token expires.
+    cancel: () => {
+      timer.ref?.();
+      clearTimeout(timer);
+    },
+  };
 }
