@@ -18,8 +18,13 @@ export interface OverlapEntry {
  */
 export class OverlapIndex {
   readonly #byClient = new Map<number, OverlapEntry[]>();
+  /** One copy of each feed key: entries are many (one per envelope and client), feeds few. */
+  readonly #feeds = new Map<string, FeedKey>();
 
-  add(client: number, entry: OverlapEntry): void {
+  add(client: number, added: OverlapEntry): void {
+    let feed = this.#feeds.get(added.feed);
+    if (feed === undefined) this.#feeds.set(added.feed, (feed = added.feed));
+    const entry: OverlapEntry = { from: added.from, to: added.to, feed, seq: added.seq };
     const list = this.#byClient.get(client) ?? [];
     let i = list.length;
     while (i > 0 && list[i - 1]!.from > entry.from) i--;
