@@ -100,13 +100,13 @@ export class Daemon {
       let peersNow = peersConfig;
       const trust = new Trust({ store, peers: () => peersNow, log, now });
       await trust.start();
-      await trust.addGrants(grants.grants);
-      await trust.addRevocations(grants.revocations);
+      await trust.addGrants(grants.grants, { presenter: identity.id });
+      await trust.addRevocations(grants.revocations, { local: true });
       const peers = new PeerManager({
         identity,
         config,
         peers: peersConfig,
-        grants: () => ({ type: 'grants', grants: watcher.grants.grants, revocations: trust.rawRevocations() }),
+        grants: () => ({ grants: ownFirst(watcher.grants.grants, identity.id), revocations: trust.rawRevocations() }),
         trust,
         log,
         now,
@@ -184,8 +184,8 @@ export class Daemon {
       });
       watcher.on('grants', (file) => {
         void (async () => {
-          await trust.addGrants(file.grants);
-          await trust.addRevocations(file.revocations);
+          await trust.addGrants(file.grants, { presenter: identity.id });
+          await trust.addRevocations(file.revocations, { local: true });
           sync.sendGrants(file.grants, trust.rawRevocations());
           d.#checkOwnGrant();
         })().catch((err: unknown) => log.error({ err }, 'applying the new grants file failed'));
@@ -303,6 +303,11 @@ export class Daemon {
     })();
     return this.#stopping;
   }
+}
+
+/** Grants naming this node first (a listener that admits by grant looks at the first grants message only). */
+function ownFirst(grants: readonly string[], self: string): string[] {
+  return [...grants].sort((a, b) => Number(peekGrant(b)?.sub === self) - Number(peekGrant(a)?.sub === self));
 }
 
 function countBy(values: readonly string[]): Record<string, number> {

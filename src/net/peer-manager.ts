@@ -12,7 +12,7 @@ import type { HostPort } from '../util/address.js';
 import type { PeerState, PeerStatus } from '../api/routes/status.js';
 import { Close, PeerRefusal, RemoteClosed, closeReason, type CloseKind } from '../protocol/close-codes.js';
 import { SUBPROTOCOL, type Hello } from '../protocol/handshake.js';
-import type { GrantsMessage } from '../protocol/messages.js';
+import { grantsMessages, type GrantsMessage } from '../protocol/messages.js';
 import { acceptHandshake, dialHandshake, type Admission, type HandshakeSettings } from './handshake.js';
 import { Dialer } from './dialer.js';
 import { RateLimiter } from './rate-limit.js';
@@ -27,11 +27,46 @@ export interface PeerManagerOptions {
   readonly identity: KeyPair;
   readonly config: NodeConfig;
   readonly peers: PeersConfig;
-  /** The grants message this node sends first in every session. */
-  readonly grants: () => GrantsMessage;
+  /** What this node presents in every session: its grants (those naming it first) and the revocations it knows (those that bind it first). */
+  readonly grants: () => Credentials;
   readonly trust: Trust;
   readonly log: Logger;
   readonly now: () => number;
+}
+
+/** Grants and revocations, as a node holds them. */
+export interface Credentials {
+  readonly grants: readonly string[];
+  readonly revocations: readonly string[];
+}
+
+/** This node's grants messages for one session: the first frame, then (once the session is kept) what did not fit in it. */
+interface Opening {
+  first(): GrantsMessage;
+  rest(): GrantsMessage[];
+}
+
+/**
+ * Splits what this node presents into grants messages within the protocol's
+ * limits (PROTOCOL.md §5): the first one is the session's first frame; the
+ * rest, taken from what the node holds by the time the session is kept,
+ * follow before anything else.
+ */
+function opening(all: () => Credentials): Opening {
+  let sent = new Set<string>();
+  return {
+    first() {
+      const { grants, revocations } = all();
+      const first = grantsMessages(grants, revocations)[0]!;
+      sent = new Set([...first.grants, ...first.revocations]);
+      return first;
+    },
+    rest() {
+      const { grants, revocations } = all();
+      const left = (list: readonly string[]) => list.filter((t) => !sent.has(t));
+      return grantsMessages(left(grants), left(revocations)).filter((m) => m.grants.length || m.revocations.length);
+    },
+  };
 }
 
 export interface PeerManagerEvents {
@@ -221,14 +256,15 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     const entry = this.#byId.get(peer);
     if (!entry || entry.revoked) throw new PeerRefusal(Close.peerRemoved, 'no longer in the peers file');
     let session: Session;
+    const own = opening(this.#opts.grants);
     try {
-      session = await dialHandshake(url, { id: peer, key: entry.publicKey }, this.#settings, this.#opts.grants);
+      session = await dialHandshake(url, { id: peer, key: entry.publicKey }, this.#settings, own.first);
       this.#count('ok');
     } catch (err) {
       this.#count(err instanceof PeerRefusal ? err.kind.name : err instanceof RemoteClosed ? 'refused_by_peer' : 'unreachable');
       throw err;
     }
-    await this.#whenReady(session);
+    await this.#whenReady(session, own);
   }
 
   /**
@@ -236,7 +272,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
    * present a valid one for the key that signed its handshake (4019
    * otherwise). Then keeps or drops the session.
    */
-  #whenReady(session: Session, grantKey?: PublicJwk): Promise<void> {
+  #whenReady(session: Session, own: Opening, grantKey?: PublicJwk): Promise<void> {
     this.#pending.add(session);
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => session.close(Close.protocolError, 'no grants message in time'), this.#opts.config.handshakeTimeout);
@@ -246,10 +282,10 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
           if (grantKey) {
             session.grant = await this.#opts.trust.admission(session.peer, grantKey.x, grants.grants);
             if (!session.grant) return session.close(Close.grantRequired, 'no valid grant from a trusted authority for this key');
-            session.send(this.#opts.grants());
+            session.send(own.first());
           }
           this.#pending.delete(session);
-          this.#install(session);
+          this.#install(session, own);
         })().then(resolve, reject);
       });
       session.once('close', (code, reason) => {
@@ -261,7 +297,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     });
   }
 
-  #install(session: Session): void {
+  #install(session: Session, own: Opening): void {
     const peer = session.peer;
     const entry = this.#byId.get(peer);
     if (this.#stopped) return session.close(Close.goingAway, 'node stopping');
@@ -290,6 +326,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     } else {
       dialer?.cancelReauth();
     }
+    for (const m of own.rest()) session.send(m);
     this.emit('session', session);
   }
 
@@ -388,11 +425,12 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     this.#unauthenticated.take(ws, address);
     this.#pending.add(ws);
     let claimed: string | undefined;
-    acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), this.#opts.grants, (id) => (claimed = id))
+    const own = opening(this.#opts.grants);
+    acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), own.first, (id) => (claimed = id))
       .then(({ session, admission, peerKey }) => {
         this.#count('ok');
         this.#release(ws);
-        return this.#whenReady(session, admission.kind === 'grant' ? peerKey : undefined);
+        return this.#whenReady(session, own, admission.kind === 'grant' ? peerKey : undefined);
       })
       .catch((err: unknown) => {
         this.#release(ws);

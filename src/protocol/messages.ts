@@ -52,8 +52,38 @@ export interface NotWantedMessage {
 
 export type SessionMessage = GrantsMessage | AnnounceMessage | WantMessage | EnvelopesMessage | NotWantedMessage;
 
-const MAX_GRANT_ITEMS = 256;
+/** At most this many tokens in each list of one `grants` message (PROTOCOL.md §5). */
+export const MAX_GRANT_ITEMS = 256;
 const MAX_TOKEN = 16 * 1024;
+/** Characters of tokens a sender puts in one `grants` message: a first frame stays well inside the early-frame cap (1 MiB). */
+const GRANTS_MESSAGE_CHARS = 256 * 1024;
+
+/**
+ * Grants and revocations as `grants` messages within the protocol's limits
+ * (at most 256 tokens per list, about 256 KiB of tokens per message), in
+ * order: what comes first goes in the first message. Always at least one
+ * message (possibly with empty lists). A token no receiver would accept (over
+ * 16 KiB) is left out, so no honest set is ever refused.
+ */
+export function grantsMessages(grants: readonly string[], revocations: readonly string[]): GrantsMessage[] {
+  const out: { type: 'grants'; grants: string[]; revocations: string[] }[] = [];
+  let cur = { type: 'grants' as const, grants: [] as string[], revocations: [] as string[] };
+  let chars = 0;
+  const add = (token: string, list: 'grants' | 'revocations') => {
+    if (token.length > MAX_TOKEN) return;
+    if (cur[list].length >= MAX_GRANT_ITEMS || (chars + token.length > GRANTS_MESSAGE_CHARS && (cur.grants.length || cur.revocations.length))) {
+      out.push(cur);
+      cur = { type: 'grants', grants: [], revocations: [] };
+      chars = 0;
+    }
+    cur[list].push(token);
+    chars += token.length;
+  };
+  for (const t of grants) add(t, 'grants');
+  for (const t of revocations) add(t, 'revocations');
+  out.push(cur);
+  return out;
+}
 
 export function encodeMessage(msg: SessionMessage): Uint8Array {
   switch (msg.type) {

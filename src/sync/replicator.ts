@@ -4,7 +4,7 @@ import type { Session } from '../net/session.js';
 import type { Store } from '../store/store.js';
 import { readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
 import { Close } from '../protocol/close-codes.js';
-import type { AnnounceEntry, SessionMessage } from '../protocol/messages.js';
+import { grantsMessages, type AnnounceEntry, type SessionMessage } from '../protocol/messages.js';
 import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
@@ -32,7 +32,8 @@ export interface SyncCounters {
   bytesOut: number;
 }
 
-type Task = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: number } | { kind: 'one'; env: StoredEnvelope };
+type RangeTask = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: number };
+type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 
 const HIGH_WATER = 1024 * 1024;
 const FRAME_TARGET = 256 * 1024;
@@ -62,6 +63,11 @@ export class Replicator {
   /** Origins whose grants were already sent in this session. */
   readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
+  /** The range task queued (or being sent) per document and feed: a want merges with it. */
+  readonly #ranges = new Map<string, RangeTask>();
+  #tookFirstGrants!: () => void;
+  /** Later messages are handled once the first grants message is: the grants in it vouch for the envelopes that follow. */
+  readonly #firstGrants = new Promise<void>((resolve) => (this.#tookFirstGrants = resolve));
   #pumping = false;
   #inboundBytes = 0;
   #forgeries = 0;
@@ -75,23 +81,28 @@ export class Replicator {
     opts.session.on('drain', () => void this.#pump());
   }
 
-  /** Takes in the peer's first grants message, then announces. */
+  /** Takes in the peer's first grants message (before any later message of the peer), then announces. */
   async start(): Promise<void> {
     const first = this.#o.session.peerGrants;
-    if (first) await this.#onGrants(first.grants, first.revocations);
+    try {
+      if (first) await this.#onGrants(first.grants, first.revocations);
+    } finally {
+      this.#tookFirstGrants();
+    }
     await this.#announce();
   }
 
   /** Grants travel with envelopes; revocations spread by themselves (DESIGN.md §10). */
   async #onGrants(grants: readonly string[], revocations: readonly string[]): Promise<void> {
     const trust = this.#o.policy.trust;
-    if (grants.length) await trust.addGrants(grants);
+    if (grants.length) await trust.addGrants(grants, { presenter: this.#peer });
     if (revocations.length) await trust.addRevocations(revocations);
   }
 
-  /** Sends grants and revocations inside the session (a refreshed grant, a new revocation). */
+  /** Sends grants and revocations inside the session (a refreshed grant, a new revocation), in messages within the protocol's limits. */
   sendGrants(grants: readonly string[], revocations: readonly string[]): void {
-    if (!this.#stopped && (grants.length || revocations.length)) this.#send({ type: 'grants', grants, revocations });
+    if (this.#stopped) return;
+    for (const m of grantsMessages(grants, revocations)) if (m.grants.length || m.revocations.length) this.#send(m);
   }
 
   /** Announces every document the peer may read, in messages of bounded size. */
@@ -127,6 +138,7 @@ export class Replicator {
   stop(): void {
     this.#stopped = true;
     this.#tasks.length = 0;
+    this.#ranges.clear();
     clearInterval(this.#reannounce);
   }
 
@@ -219,6 +231,7 @@ export class Replicator {
 
   async #drainInbound(): Promise<void> {
     this.#handling = true;
+    await this.#firstGrants;
     while (this.#inboundQueue.length && !this.#stopped) {
       let { m, bytes } = this.#inboundQueue.shift()!;
       if (m.type === 'envelopes') {
@@ -282,6 +295,7 @@ export class Replicator {
   }
 
   async #onWant(docs: Readonly<Record<string, Readonly<Vector>>>): Promise<void> {
+    let skipped = 0;
     for (const [name, theirs] of Object.entries(docs)) {
       const doc = name as DocName;
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
@@ -291,9 +305,28 @@ export class Replicator {
       const ours = await this.#o.docs.vector(doc);
       for (const [feed, seq] of Object.entries(ours)) {
         const have = theirs[feed] ?? 0;
-        if (seq > have && !this.#notWanted.has(`${doc}\u0000${feed}`)) this.#tasks.push({ kind: 'range', doc, feed: feed as FeedKey, after: have, upTo: seq });
+        const key = `${doc}\u0000${feed}`;
+        if (seq <= have || this.#notWanted.has(key)) continue;
+        // A range of this feed already on its way to the peer takes the want in
+        // (from the lower start, so what the peer says it lacks is sent again)
+        // instead of a second pass: repeated wants cost one pass, not one each.
+        const queued = this.#ranges.get(key);
+        if (queued) {
+          queued.after = Math.min(queued.after, have);
+          queued.upTo = Math.max(queued.upTo, seq);
+          continue;
+        }
+        // Bounded like live pushes; what is left out comes with the next want (the next announce brings one).
+        if (this.#tasks.length >= MAX_TASKS) {
+          skipped++;
+          continue;
+        }
+        const task: RangeTask = { kind: 'range', doc, feed: feed as FeedKey, after: have, upTo: seq };
+        this.#ranges.set(key, task);
+        this.#tasks.push(task);
       }
     }
+    if (skipped) this.#log.warn({ skipped, max: MAX_TASKS }, 'too many feeds wanted at once; the rest waits for the next want');
     void this.#pump();
   }
 
@@ -320,6 +353,13 @@ export class Replicator {
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
   }
 
+  /** Takes the range task at the head of the queue off it. */
+  #endRange(task: RangeTask): void {
+    this.#tasks.shift();
+    const key = `${task.doc}\u0000${task.feed}`;
+    if (this.#ranges.get(key) === task) this.#ranges.delete(key);
+  }
+
   /** Sends queued envelopes in frames of bounded size while the socket keeps up. */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
@@ -339,18 +379,21 @@ export class Replicator {
             continue;
           }
           if (!this.#o.policy.mayRead(this.#peer, task.doc)) {
-            this.#tasks.shift();
+            this.#endRange(task);
             continue;
           }
           const room = FRAME_MAX_ITEMS - items.length;
-          let last = task.after;
-          for await (const env of readFeed(this.#o.store, task.doc, task.feed, task.after, Math.min(room, task.upTo - task.after))) {
+          const from = task.after;
+          let last = from;
+          for await (const env of readFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
             items.push(env);
             bytes += env.token.length + env.update.byteLength;
             last = env.seq;
             if (bytes >= FRAME_TARGET) break;
           }
-          if (last >= task.upTo || last === task.after) this.#tasks.shift();
+          // A want merged in meanwhile from a lower start: the task goes on from there.
+          if (task.after < from) continue;
+          if (last >= task.upTo || last === from) this.#endRange(task);
           else task.after = last;
         }
         if (!items.length) continue;
@@ -361,7 +404,8 @@ export class Replicator {
           this.#grantsSent.add(origin);
           grants.push(...this.#o.policy.trust.rawGrantsFor(origin));
         }
-        if (grants.length) this.#send({ type: 'grants', grants, revocations: [] });
+        // However many origins one frame carries, each grants message stays within the protocol's limits.
+        if (grants.length) this.sendGrants(grants, []);
         this.#send({ type: 'envelopes', items });
         this.#o.counters.envelopesOut += items.length;
         this.#o.counters.bytesOut += bytes;

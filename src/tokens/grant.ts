@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { SignJWT, jwtVerify, decodeJwt, errors as joseErrors, type JWTPayload } from 'jose';
+import { SignJWT, jwtVerify, decodeJwt, decodeProtectedHeader, errors as joseErrors, type JWTPayload } from 'jose';
 import { TokenError } from '../errors.js';
 import type { KeyPair } from '../identity/keys.js';
 import { thumbprint } from '../identity/keys.js';
@@ -35,12 +35,18 @@ export function issueGrant(authority: KeyPair, node: { id: NodeId; publicKey: Pu
     .sign(authority.privateKey);
 }
 
-/** The claimed issuer and subject of a grant, unverified (to find the key to verify it with). */
+/**
+ * The claimed issuer, subject and expiry of a grant, unverified (to find the
+ * key to verify it with); undefined unless it is shaped like one: an EdDSA
+ * JWS of the grant `typ` whose `iss` and `sub` look like node ids.
+ */
 export function peekGrant(token: string): { iss: string; sub: string; exp: number } | undefined {
   if (token.length > MAX_TOKEN_BYTES) return undefined;
   try {
+    const h = decodeProtectedHeader(token);
     const p = decodeJwt(token);
-    return typeof p.iss === 'string' && typeof p.sub === 'string' && typeof p.exp === 'number' ? { iss: p.iss, sub: p.sub, exp: p.exp } : undefined;
+    if (h.alg !== ALG || h.typ !== Typ.grant || typeof p.iss !== 'string' || !B64U_32.test(p.iss) || typeof p.sub !== 'string' || !B64U_32.test(p.sub) || typeof p.exp !== 'number') return undefined;
+    return { iss: p.iss, sub: p.sub, exp: p.exp };
   } catch {
     return undefined;
   }

@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { SignJWT, jwtVerify, decodeJwt, type JWTPayload } from 'jose';
+import { SignJWT, jwtVerify, decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import { TokenError } from '../errors.js';
 import type { KeyPair } from '../identity/keys.js';
 import { RevokedSchema, type Cutoff } from '../config/peers.js';
@@ -27,11 +27,22 @@ export function issueRevocation(authority: KeyPair, node: NodeId, cutoff: Cutoff
     .sign(authority.privateKey);
 }
 
+const NODE_ID = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * The claimed issuer and subject of a revocation, unverified (to find the key
+ * to verify it with); undefined unless it is shaped like one: an EdDSA JWS of
+ * the revocation `typ`, `iss` and `sub` that look like node ids, and a
+ * well-formed `at` and cutoff.
+ */
 export function peekRevocation(token: string): { iss: string; sub: string } | undefined {
   if (token.length > MAX_TOKEN_BYTES) return undefined;
   try {
+    const h = decodeProtectedHeader(token);
     const p = decodeJwt(token);
-    return typeof p.iss === 'string' && typeof p.sub === 'string' ? { iss: p.iss, sub: p.sub } : undefined;
+    if (h.alg !== ALG || h.typ !== Typ.revocation || typeof p.iss !== 'string' || !NODE_ID.test(p.iss) || typeof p.sub !== 'string' || !NODE_ID.test(p.sub)) return undefined;
+    if (!RevokedSchema.safeParse({ at: p.at, cutoff: p.cutoff }).success) return undefined;
+    return { iss: p.iss, sub: p.sub };
   } catch {
     return undefined;
   }

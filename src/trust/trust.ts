@@ -4,44 +4,47 @@ import type { Logger } from 'pino';
 import type { PeersConfig, Cutoff } from '../config/peers.js';
 import { importPublicJwk } from '../identity/keys.js';
 import type { DocName, FeedKey, NodeId } from '../types.js';
-import { Space, type Store } from '../store/store.js';
+import { Space, type Store, type StoreOp } from '../store/store.js';
 import { peekGrant, verifyGrant, type Grant } from '../tokens/grant.js';
-import { peekRevocation, verifyRevocation } from '../tokens/revocation.js';
+import { peekRevocation, verifyRevocation, type Revocation } from '../tokens/revocation.js';
+import { GrantPool, type GrantChange } from './grant-pool.js';
+import { RevocationPool, MAX_TRUSTED_REVOCATIONS } from './revocation-pool.js';
 
 /** How an envelope of a (possibly revoked) origin is treated (DESIGN.md §2). */
 export type Treatment = 'apply' | 'drop' | 'quarantine';
-
-const MAX_GRANTS_PER_ORIGIN = 8;
-const MAX_REVOCATIONS = 10_000;
-/** Nodes whose grants are kept (a relay keeps grants of origins it may never trust): bounded against a flood of made-up subjects. */
-const MAX_GRANT_SUBJECTS = 50_000;
 
 export function docHash(doc: string): string {
   return createHash('sha256').update(doc, 'utf8').digest('hex');
 }
 
+const sha256 = (token: string): string => createHash('sha256').update(token).digest('hex');
+const grantKey = (sub: string, token: string): string => `${sub}\u0000${sha256(token).slice(0, 24)}`;
+const revocationKey = (token: string): string => sha256(token).slice(0, 32);
+
 /**
  * What this node trusts beyond its peers file: grants signed by the
  * authorities it lists (DESIGN.md §10) and revocations, from its peers file
  * and from those authorities. Grants and revocations are stored raw (a relay
- * passes them on whether or not it trusts their authority) and verified
- * against the authorities in force whenever those change.
+ * passes them on whether or not it trusts their authority), in pools of
+ * their own: those that verify against a trusted authority, never displaced
+ * or blocked by the others, and those this node cannot verify, kept within
+ * small caps (see GrantPool and RevocationPool). One claiming a trusted
+ * authority that does not verify is a forgery and is not kept. Everything is
+ * sorted again whenever the authorities change.
  */
 export class Trust extends EventEmitter<{ revocations: [] }> {
   readonly #store: Store;
   readonly #peers: () => PeersConfig;
   readonly #log: Logger;
   readonly #now: () => number;
-  /** Raw grant tokens by subject (bounded). */
-  readonly #rawGrants = new Map<string, Set<string>>();
-  /** Raw authority revocation tokens. */
-  readonly #rawRevocations = new Set<string>();
-  /** Verified against trusted authorities (expiry not checked): by subject. */
-  #grants = new Map<NodeId, Grant[]>();
+  #grants = new GrantPool();
+  #revocations = new RevocationPool();
   /** Trusted authority revocations: by revoked node. */
   #authorityRevocations = new Map<NodeId, Cutoff[]>();
   #authorityKeys = new Map<string, KeyObject>();
   #fingerprint = '';
+  /** Changes happen one at a time (a refresh sorts everything again). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: { store: Store; peers: () => PeersConfig; log: Logger; now: () => number }) {
     super();
@@ -51,56 +54,110 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     this.#now = opts.now;
   }
 
-  /** Loads stored grants and revocations and verifies them. */
-  async start(): Promise<void> {
-    for await (const [key, value] of this.#store.entries(Space.grant)) this.#remember(this.#rawGrants, key.split('\u0000')[0]!, Buffer.from(value).toString('utf8'));
-    for await (const [, value] of this.#store.entries(Space.revocation)) this.#rawRevocations.add(Buffer.from(value).toString('utf8'));
-    await this.refresh();
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
-  #remember(map: Map<string, Set<string>>, sub: string, token: string): boolean {
-    if (!map.has(sub) && map.size >= MAX_GRANT_SUBJECTS) return false;
-    const set = map.get(sub) ?? map.set(sub, new Set()).get(sub)!;
-    if (set.has(token)) return false;
-    set.add(token);
-    if (set.size > MAX_GRANTS_PER_ORIGIN) {
-      const oldest = [...set].sort((a, b) => (peekGrant(a)?.exp ?? 0) - (peekGrant(b)?.exp ?? 0))[0]!;
-      set.delete(oldest);
-    }
-    return true;
-  }
-
-  /** Re-verifies everything against the authorities in force (after a peers-file change). */
-  async refresh(): Promise<void> {
-    const authorities = this.#peers().authorities;
-    this.#authorityKeys = new Map(authorities.map((a) => [a.id, importPublicJwk(a.publicKey)]));
-    const grants = new Map<NodeId, Grant[]>();
-    for (const [sub, tokens] of this.#rawGrants) {
-      for (const token of tokens) {
-        const g = await this.#verifyGrant(token, sub as NodeId, false);
-        if (g) (grants.get(g.sub) ?? grants.set(g.sub, []).get(g.sub)!).push(g);
+  /**
+   * Loads stored grants and revocations and sorts them against the
+   * authorities in force; what is stored beyond the caps (or forged) is not
+   * loaded, and deleted.
+   */
+  start(): Promise<void> {
+    return this.#exclusive(async () => {
+      this.#authorityKeys = this.#keys();
+      const drop: StoreOp[] = [];
+      for await (const [key, value] of this.#store.entries(Space.grant)) {
+        const token = Buffer.from(value).toString('utf8');
+        const c = await this.#holdGrant(this.#grants, token, undefined);
+        if (!c?.added) drop.push({ type: 'del', space: Space.grant, key });
+        for (const t of c?.evicted ?? []) drop.push({ type: 'del', space: Space.grant, key: grantKey(c!.sub, t) });
       }
-    }
-    const revocations = new Map<NodeId, Cutoff[]>();
-    for (const token of this.#rawRevocations) await this.#takeRevocation(token, revocations);
-    this.#grants = grants;
-    this.#authorityRevocations = revocations;
-    this.#log.debug({ grants: grants.size, revoked: revocations.size }, 'trust refreshed');
-    this.#updateFingerprint();
+      for await (const [key, value] of this.#store.entries(Space.revocation)) {
+        if (!(await this.#holdRevocation(this.#revocations, Buffer.from(value).toString('utf8'), false))) drop.push({ type: 'del', space: Space.revocation, key });
+      }
+      if (drop.length) {
+        this.#log.warn({ dropped: drop.length }, 'stored grants or revocations beyond the caps (or forged) deleted');
+        await this.#store.write(drop);
+      }
+      this.#deriveRevocations();
+    });
   }
 
-  /** Adds a revocation to `into` if a trusted authority signed it; one signed by anyone else is ignored, so no one can revoke by forging one. */
-  async #takeRevocation(token: string, into: Map<NodeId, Cutoff[]>): Promise<boolean> {
+  #keys(): Map<string, KeyObject> {
+    return new Map(this.#peers().authorities.map((a) => [a.id, importPublicJwk(a.publicKey)]));
+  }
+
+  /** Sorts everything again against the authorities in force (after a peers-file change). */
+  refresh(): Promise<void> {
+    return this.#exclusive(async () => {
+      this.#authorityKeys = this.#keys();
+      // Sorted into new pools, in force once complete: sessions starting meanwhile present the old ones.
+      const grants = new GrantPool();
+      const revocations = new RevocationPool();
+      const drop: StoreOp[] = [];
+      // What is already held stays (caps bound what comes in), unless it turns out forged.
+      for (const { sub, token, self } of this.#grants.entries()) {
+        if (!(await this.#holdGrant(grants, token, self ? sub : undefined, true))) drop.push({ type: 'del', space: Space.grant, key: grantKey(sub, token) });
+      }
+      for (const token of this.#revocations.tokens()) {
+        if (!(await this.#holdRevocation(revocations, token, true))) drop.push({ type: 'del', space: Space.revocation, key: revocationKey(token) });
+      }
+      this.#grants = grants;
+      this.#revocations = revocations;
+      this.#deriveRevocations();
+      if (drop.length) await this.#store.write(drop);
+      this.#log.debug({ revoked: this.#authorityRevocations.size }, 'trust refreshed');
+    });
+  }
+
+  /**
+   * Holds one grant in the pool it belongs to; undefined if it is not shaped
+   * like a grant or claims a trusted authority without verifying. `presenter`:
+   * the peer that sent it, when known.
+   */
+  async #holdGrant(pool: GrantPool, token: string, presenter: string | undefined, force = false): Promise<({ sub: string } & GrantChange) | undefined> {
+    const peek = peekGrant(token);
+    if (!peek) return undefined;
+    const sub = peek.sub;
+    const self = presenter === sub;
+    if (!this.#authorityKeys.has(peek.iss)) return { sub, ...pool.addUnverified(sub, token, peek.exp, self, force) };
+    if (pool.holds(sub, token)) return { sub, added: false, evicted: [] };
+    const g = await this.#verifyGrant(token, sub as NodeId, false);
+    return g ? { sub, ...pool.addTrusted(g, force) } : undefined;
+  }
+
+  /**
+   * Holds one revocation in the pool it belongs to; false if it is already
+   * held, not shaped like a revocation, claims a trusted authority without
+   * verifying, or its pool is full. `force`: ignore the caps (the grants
+   * file, or sorting again what is already held).
+   */
+  async #holdRevocation(pool: RevocationPool, token: string, force: boolean): Promise<'trusted' | 'unverified' | false> {
+    if (pool.has(token)) return false;
     const peek = peekRevocation(token);
-    const key = peek && this.#authorityKeys.get(peek.iss);
-    if (!key) return false;
+    if (!peek) return false;
+    const key = this.#authorityKeys.get(peek.iss);
+    if (!key) return pool.addUnverified(token, force) && 'unverified';
+    let r: Revocation;
     try {
-      const r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
-      (into.get(r.sub) ?? into.set(r.sub, []).get(r.sub)!).push(r.cutoff);
-      return true;
+      r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
     } catch {
       return false;
     }
+    if (pool.addTrusted(r, force)) return 'trusted';
+    this.#log.error({ max: MAX_TRUSTED_REVOCATIONS }, 'too many revocations from trusted authorities; a new one is ignored');
+    return false;
+  }
+
+  /** The revocations in force, from the trusted pool; emits `revocations` when they changed. */
+  #deriveRevocations(): void {
+    const revocations = new Map<NodeId, Cutoff[]>();
+    for (const r of this.#revocations.trusted()) (revocations.get(r.sub) ?? revocations.set(r.sub, []).get(r.sub)!).push(r.cutoff);
+    this.#authorityRevocations = revocations;
+    this.#updateFingerprint();
   }
 
   /** Recomputes what identifies the revocations in force; emits `revocations` when it changed (not on the first computation). */
@@ -125,57 +182,62 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     }
   }
 
-  /** Stores grants received from a peer or the grants file; true if any was new. */
-  async addGrants(tokens: readonly string[]): Promise<boolean> {
-    const fresh: { sub: NodeId; token: string }[] = [];
-    for (const token of tokens) {
-      const peek = peekGrant(token);
-      if (!peek || !/^[A-Za-z0-9_-]{43}$/.test(peek.sub)) continue;
-      if (this.#remember(this.#rawGrants, peek.sub, token)) fresh.push({ sub: peek.sub as NodeId, token });
-    }
-    if (!fresh.length) return false;
-    await this.#store.write(
-      fresh.map(({ sub, token }) => ({ type: 'put' as const, space: Space.grant, key: `${sub}\u0000${createHash('sha256').update(token).digest('hex').slice(0, 24)}`, value: Buffer.from(token) })),
-    );
-    // Only the new ones are verified: everything is re-verified only when the authorities change.
-    for (const { sub, token } of fresh) {
-      const g = await this.#verifyGrant(token, sub, false);
-      if (g) this.#grants.set(sub, [...(this.#grants.get(sub) ?? []), g]);
-    }
-    return true;
+  /**
+   * Stores grants received from a peer or the grants file; true if any was
+   * new. `presenter`: who sent them (the grants its subject presented itself
+   * are preferred among those this node cannot verify).
+   */
+  addGrants(tokens: readonly string[], opts: { presenter?: NodeId } = {}): Promise<boolean> {
+    return this.#exclusive(async () => {
+      const ops: StoreOp[] = [];
+      for (const token of tokens) {
+        const c = await this.#holdGrant(this.#grants, token, opts.presenter);
+        if (!c) continue;
+        if (c.added) ops.push({ type: 'put', space: Space.grant, key: grantKey(c.sub, token), value: Buffer.from(token) });
+        for (const t of c.evicted) ops.push({ type: 'del', space: Space.grant, key: grantKey(c.sub, t) });
+      }
+      if (ops.length) await this.#store.write(ops);
+      return ops.some((op) => op.type === 'put');
+    });
   }
 
-  /** Stores revocations (from the grants file or a peer); true if any new one binds this node. */
-  async addRevocations(tokens: readonly string[]): Promise<boolean> {
-    const fresh: string[] = [];
-    for (const token of tokens) {
-      if (this.#rawRevocations.has(token) || this.#rawRevocations.size >= MAX_REVOCATIONS || !peekRevocation(token)) continue;
-      this.#rawRevocations.add(token);
-      fresh.push(token);
-    }
-    if (!fresh.length) return false;
-    await this.#store.write(fresh.map((token) => ({ type: 'put' as const, space: Space.revocation, key: createHash('sha256').update(token).digest('hex').slice(0, 32), value: Buffer.from(token) })));
-    // Only the new ones are verified.
-    let trusted = false;
-    for (const token of fresh) trusted = (await this.#takeRevocation(token, this.#authorityRevocations)) || trusted;
-    if (!trusted) return false;
-    const before = this.#fingerprint;
-    this.#updateFingerprint();
-    return before !== this.#fingerprint;
+  /**
+   * Stores revocations (from the grants file, `local`, or a peer); true if any
+   * new one binds this node. Those from the grants file are kept whatever the
+   * cap on revocations this node cannot verify.
+   */
+  addRevocations(tokens: readonly string[], opts: { local?: boolean } = {}): Promise<boolean> {
+    return this.#exclusive(async () => {
+      const fresh: string[] = [];
+      let binding = false;
+      for (const token of tokens) {
+        const kind = await this.#holdRevocation(this.#revocations, token, !!opts.local);
+        if (!kind) continue;
+        fresh.push(token);
+        binding ||= kind === 'trusted';
+      }
+      if (!fresh.length) return false;
+      await this.#store.write(fresh.map((token) => ({ type: 'put' as const, space: Space.revocation, key: revocationKey(token), value: Buffer.from(token) })));
+      if (!binding) return false;
+      const before = this.#fingerprint;
+      this.#deriveRevocations();
+      return before !== this.#fingerprint;
+    });
   }
 
-  /** Raw grants naming `sub` (what a relay passes on with its envelopes). */
+  /** Raw grants naming `sub` (what a relay passes on with its envelopes): trusted ones first. */
   rawGrantsFor(sub: NodeId): string[] {
-    return [...(this.#rawGrants.get(sub) ?? [])];
+    return this.#grants.tokens(sub);
   }
 
+  /** Every revocation held (what this node passes on): those that bind it first. */
   rawRevocations(): string[] {
-    return [...this.#rawRevocations];
+    return this.#revocations.tokens();
   }
 
   /** Trusted grants naming `origin`, expiry not checked (authorship outlives admission). */
   grantsFor(origin: NodeId): readonly Grant[] {
-    return this.#grants.get(origin) ?? [];
+    return this.#grants.trusted(origin);
   }
 
   /** An unexpired grant from a trusted authority that admits `peer` with `key`, from the tokens it presented. */

@@ -14,7 +14,8 @@ import { MAX_NESTING, parseUpdate, structRanges } from '../../src/yjs/parse.js';
 import type { DocName } from '../../src/types.js';
 import { testNode } from '../helpers/cluster.js';
 import { getDoc, postUpdate } from '../helpers/docs.js';
-import { b64, mallory } from '../helpers/mallory.js';
+import { b64 } from '../helpers/junk.js';
+import { mallory } from '../helpers/mallory.js';
 import { envelope, newFeed, yUpdate } from '../helpers/raw-peer.js';
 
 describe('envelope token parts', () => {

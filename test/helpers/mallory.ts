@@ -1,28 +1,13 @@
 /**
  * A target node with a listed raw peer (mallory) that speaks the peer
- * protocol by hand, a sync point, and hand-made token-shaped junk: for
- * attack tests.
+ * protocol by hand, and a sync point: for attack tests.
  */
-import { randomBytes } from 'node:crypto';
 import * as Y from 'yjs';
 import { generateKeyPair, type KeyPair } from '../../src/identity/keys.js';
 import type { DocName } from '../../src/types.js';
 import { setPeers, type TestNode } from './cluster.js';
 import { RawSyncPeer, envelope, newFeed, rawEntry, yUpdate } from './raw-peer.js';
 import { waitUntil } from './wait.js';
-
-export const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
-
-/**
- * A string that `decodeJwt` accepts (three parts, a JSON object payload) but
- * that nobody signed: what any peer can put in a `grants` message.
- */
-export function junkJwt(typ: string, claims: Record<string, unknown>): string {
-  return `${b64({ alg: 'EdDSA', typ })}.${b64(claims)}.${randomBytes(8).toString('base64url')}`;
-}
-
-/** A random, well-formed node id (43 chars of base64url). */
-export const randomId = (): string => randomBytes(32).toString('base64url');
 
 export interface Mallory {
   readonly pair: KeyPair;
