@@ -154,6 +154,11 @@ function storeContract(durability: Durability) {
         { type: 'put', space: Space.vector, key: 'v1', value: json.encode({ f: 1 }) },
         { type: 'put', space: Space.envelope, key: 'e2', value: undefined as unknown as Uint8Array },
       ];
+      for (const value of [null, 'text', 7, [1]]) {
+        const err = await store.write([...bad.slice(0, 2), { type: 'put', space: Space.envelope, key: 'e3', value: value as unknown as Uint8Array }]).catch((e: unknown) => e);
+        expect(err).toMatchObject({ name: 'StoreError', code: 'ERR_STORE' });
+      }
+      expect(await store.get(Space.envelope, 'e3')).toBeUndefined();
       const err = await store.write(bad).catch((e: unknown) => e);
       expect(err).toMatchObject({ name: 'StoreError', code: 'ERR_STORE' });
       expect(await store.get(Space.envelope, 'e1')).toBeUndefined();
