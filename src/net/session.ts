@@ -146,6 +146,25 @@ export class Session extends EventEmitter<SessionEvents> {
       this.#queued -= frame.byteLength;
       if (this.#queued === 0) this.emit('drain');
     });
+    this.#prepareCiphers();
+  }
+
+  #preparing = false;
+
+  /**
+   * Makes the ciphers of the next frame each way once this turn's work is
+   * done (in the event loop's check phase, when a receive is waiting for its
+   * fsync): the next frame then does not wait for its cipher to be created.
+   */
+  #prepareCiphers(): void {
+    if (this.#preparing) return;
+    this.#preparing = true;
+    setImmediate(() => {
+      this.#preparing = false;
+      if (this.#closed) return;
+      this.#seal.prepare('seal');
+      this.#open.prepare('open');
+    });
   }
 
   #onFrame(data: Buffer, isBinary: boolean): void {
@@ -164,6 +183,7 @@ export class Session extends EventEmitter<SessionEvents> {
         return;
       }
       this.emit('message', message, plain.byteLength);
+      this.#prepareCiphers();
     } catch (err) {
       if (err instanceof PeerRefusal) {
         this.#log.warn({ code: err.kind.code, reason: err.message, remote: this.remote }, 'closing session');

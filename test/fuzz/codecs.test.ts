@@ -76,6 +76,26 @@ describe('fuzzing the codecs: random and mutated input only ever fails with the 
     );
   });
 
+  it('encrypted frames: ciphers made ahead (prepare) change no byte, whenever they are made', () => {
+    const key = new Uint8Array(32).fill(9);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.constantFrom('none', 'seal', 'open', 'both')), { maxLength: 12 }), (steps) => {
+        const plain = new FrameCipher(key);
+        const early = new FrameCipher(key);
+        const recv = new FrameCipher(key);
+        for (const [bytes, ahead] of steps) {
+          if (ahead === 'seal' || ahead === 'both') early.prepare('seal');
+          if (ahead === 'open' || ahead === 'both') early.prepare('open');
+          if (ahead !== 'none') recv.prepare('open');
+          const frame = early.seal(bytes);
+          expect(frame).toEqual(plain.seal(bytes));
+          expect(recv.open(frame)).toEqual(Buffer.from(bytes));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('Yjs updates: the parser accepts what Yjs writes and refuses the rest without crashing', () => {
     const base = realUpdate();
     expect(() => parseUpdate(base)).not.toThrow();

@@ -374,6 +374,22 @@ describe('the project codec reproduces the PROTOCOL.md vectors', () => {
     expect(decodeMessage(lRecv.open(bytes('frame_d2l_0')))).toEqual({ type: 'grants', grants: [], revocations: [] });
     expect(decodeMessage(lRecv.open(bytes('frame_d2l_1')))).toEqual({ type: 'grants', grants: [], revocations: [] });
     expect(decodeMessage(new FrameCipher(atDialler.l2d).open(bytes('frame_l2d_0')))).toEqual({ type: 'grants', grants: [], revocations: [] });
+
+    // Ciphers made ahead of their frame (FrameCipher.prepare) give the same bytes and accept the same frames.
+    const early = new FrameCipher(atDialler.d2l);
+    early.prepare('seal');
+    expect(hex(early.seal(grants))).toBe(v('frame_d2l_0'));
+    early.prepare('seal');
+    early.prepare('seal');
+    expect(hex(early.seal(grants))).toBe(v('frame_d2l_1'));
+    const earlyRecv = new FrameCipher(atListener.d2l);
+    earlyRecv.prepare('open');
+    expect(() => earlyRecv.open(bytes('frame_d2l_1'))).toThrow(PeerRefusal);
+    earlyRecv.prepare('open');
+    expect(decodeMessage(earlyRecv.open(bytes('frame_d2l_0')))).toEqual({ type: 'grants', grants: [], revocations: [] });
+    earlyRecv.prepare('open');
+    expect(() => earlyRecv.open(bytes('frame_d2l_0'))).toThrow(PeerRefusal);
+    expect(decodeMessage(earlyRecv.open(bytes('frame_d2l_1')))).toEqual({ type: 'grants', grants: [], revocations: [] });
   });
 
   it("the project's verifiers accept the vector messages at their iat", async () => {
