@@ -11,16 +11,47 @@ const SECONDS = [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0
  * receives), without a profiler.
  */
 export class Timings {
-  readonly #commit = new Histogram({ name: 'tessera_store_commit_seconds', help: 'Store group commits: one atomic batch written and (durability fsync) synced', buckets: SECONDS, registers: [] });
-  readonly #write = new Histogram({ name: 'tessera_local_write_seconds', help: 'Updates from local apps: from arrival to signed, durable and handed to peers', buckets: SECONDS, registers: [] });
-  readonly #receive = new Histogram({ name: 'tessera_receive_seconds', help: 'Envelope messages from peers: from arrival to checked, verified, durable and applied', buckets: SECONDS, registers: [] });
+  readonly #commit = new Observed('tessera_store_commit_seconds', 'Store group commits: one atomic batch written and (durability fsync) synced');
+  readonly #write = new Observed('tessera_local_write_seconds', 'Updates from local apps: from arrival to signed, durable and handed to peers');
+  readonly #receive = new Observed('tessera_receive_seconds', 'Envelope messages from peers: from arrival to checked, verified, durable and applied');
 
   readonly commit = (seconds: number): void => this.#commit.observe(seconds);
   readonly write = (seconds: number): void => this.#write.observe(seconds);
   readonly receive = (seconds: number): void => this.#receive.observe(seconds);
 
   register(registry: Registry): void {
-    for (const h of [this.#commit, this.#write, this.#receive]) registry.registerMetric(h);
+    for (const o of [this.#commit, this.#write, this.#receive]) registry.registerMetric(o.histogram);
+  }
+}
+
+/** Observations kept before they are handed to the histogram anyway. */
+const MAX_WAITING = 4096;
+
+/**
+ * A histogram fed off the path of an edit: an observation is kept as a
+ * number and handed to prom-client within a second (a timer that holds
+ * nothing up), when /metrics is read (its collect hook: a scrape sees every
+ * observation made before it), or once MAX_WAITING are waiting.
+ */
+class Observed {
+  readonly histogram: Histogram;
+  readonly #waiting: number[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(name: string, help: string) {
+    this.histogram = new Histogram({ name, help, buckets: SECONDS, registers: [], collect: () => this.#flush() });
+  }
+
+  observe(seconds: number): void {
+    if (this.#waiting.push(seconds) >= MAX_WAITING) this.#flush();
+    else this.#timer ??= setTimeout(() => this.#flush(), 1000).unref();
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const s of this.#waiting) this.histogram.observe(s);
+    this.#waiting.length = 0;
   }
 }
 
