@@ -36,6 +36,8 @@ type RangeTask = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; up
 type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 
 const HIGH_WATER = 1024 * 1024;
+/** Feeds of one document a peer may decline (a document has a feed per writing node and restart). */
+const MAX_NOT_WANTED_FEEDS = 4096;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 1024 * 1024;
@@ -57,7 +59,8 @@ export class Replicator {
   readonly #log: Logger;
   /** What this node believes the peer holds, per document. */
   readonly #peerVectors = new Map<DocName, Vector>();
-  #notWanted = new Set<string>();
+  /** Feeds the peer said it does not want, per document (only documents this node holds and may send it). */
+  readonly #notWanted = new Map<DocName, Set<string>>();
   /** Documents this node answered notWanted for in this session. */
   readonly #refusedDocs = new Set<DocName>();
   /** Origins whose grants were already sent in this session. */
@@ -165,7 +168,7 @@ export class Replicator {
       if ((theirs[env.feed] ?? 0) < env.seq) this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
       return;
     }
-    if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.has(`${env.doc}\u0000${env.feed}`)) return;
+    if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.get(env.doc)?.has(env.feed)) return;
     if ((theirs[env.feed] ?? 0) >= env.seq) return;
     this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
     const size = env.token.length + env.update.byteLength;
@@ -268,7 +271,12 @@ export class Replicator {
       case 'envelopes':
         return this.#onEnvelopes(m.items);
       case 'notWanted':
-        for (const [doc, feed] of m.items) this.#notWanted.add(`${doc}\u0000${feed}`);
+        for (const [doc, feed] of m.items) {
+          // What this node would never send anyway is not worth remembering: a peer cannot grow the set with made-up names.
+          if (!this.#o.docs.has(doc as DocName) || !this.#o.policy.mayRead(this.#peer, doc as DocName)) continue;
+          const feeds = this.#notWanted.get(doc as DocName) ?? this.#notWanted.set(doc as DocName, new Set()).get(doc as DocName)!;
+          if (feeds.size < MAX_NOT_WANTED_FEEDS) feeds.add(feed);
+        }
         return;
       case 'grants':
         return this.#onGrants(m.grants, m.revocations);
@@ -300,13 +308,13 @@ export class Replicator {
       const doc = name as DocName;
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
       // A want withdraws the peer's earlier refusals for this document.
-      for (const key of [...this.#notWanted]) if (key.startsWith(`${doc}\u0000`)) this.#notWanted.delete(key);
+      this.#notWanted.delete(doc);
       this.#peerVectors.set(doc, { ...theirs });
       const ours = await this.#o.docs.vector(doc);
       for (const [feed, seq] of Object.entries(ours)) {
         const have = theirs[feed] ?? 0;
         const key = `${doc}\u0000${feed}`;
-        if (seq <= have || this.#notWanted.has(key)) continue;
+        if (seq <= have) continue;
         // A range of this feed already on its way to the peer takes the want in
         // (from the lower start, so what the peer says it lacks is sent again)
         // instead of a second pass: repeated wants cost one pass, not one each.
