@@ -170,10 +170,13 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
       for (let i = 0; i < n; i++) items.push(readAny(d, 0));
       return [n, items];
     }
-    case StructKind.doc:
+    case StructKind.doc: {
       decoding.readVarString(d);
-      readAny(d, 0);
+      // Yjs reads a sub-document's options as an object: anything else makes it refuse the whole update.
+      const opts = readAny(d, 0);
+      if (typeof opts !== 'object' || opts === null || Array.isArray(opts) || opts instanceof Uint8Array) throw new UpdateDecodeError('sub-document options must be an object');
       return [1, null];
+    }
     default:
       throw new UpdateDecodeError(`unknown struct kind ${kind}`);
   }
@@ -202,7 +205,8 @@ function readAny(d: decoding.Decoder, depth: number): unknown {
     case 123:
       return decoding.readFloat64(d);
     case 122:
-      return decoding.readBigInt64(d);
+      // Yjs stores a BigInt, but no document holding one can be read as JSON (the API's view of it).
+      throw new UpdateDecodeError('BigInt content is not supported');
     case 121:
       return false;
     case 120:
