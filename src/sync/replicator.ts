@@ -88,17 +88,23 @@ export class Replicator {
   async start(): Promise<void> {
     const first = this.#o.session.peerGrants;
     try {
-      if (first) await this.#onGrants(first.grants, first.revocations);
+      if (first) await this.#onGrants(first.grants, first.revocations, true);
     } finally {
       this.#tookFirstGrants();
     }
     await this.#announce();
   }
 
-  /** Grants travel with envelopes; revocations spread by themselves (DESIGN.md §10). */
-  async #onGrants(grants: readonly string[], revocations: readonly string[]): Promise<void> {
+  /**
+   * Grants travel with envelopes; revocations spread by themselves (DESIGN.md
+   * §10). Only the session's first grants message is what the peer presents
+   * as its own (its grants file, its own grants first): later ones carry
+   * whatever it holds for the origins it relays, itself included, which
+   * anyone may have pushed to it.
+   */
+  async #onGrants(grants: readonly string[], revocations: readonly string[], opening = false): Promise<void> {
     const trust = this.#o.policy.trust;
-    if (grants.length) await trust.addGrants(grants, { presenter: this.#peer });
+    if (grants.length) await trust.addGrants(grants, opening ? { presenter: this.#peer } : {});
     if (revocations.length) await trust.addRevocations(revocations);
   }
 

@@ -20,6 +20,8 @@ export function docHash(doc: string): string {
 const sha256 = (token: string): string => createHash('sha256').update(token).digest('hex');
 const grantKey = (sub: string, token: string): string => `${sub}\u0000${sha256(token).slice(0, 24)}`;
 const revocationKey = (token: string): string => sha256(token).slice(0, 32);
+/** Revocations from the node's own grants file are stored under this prefix as well: they are kept beyond the caps at every start. */
+const LOCAL = 'local\u0000';
 
 /**
  * What this node trusts beyond its peers file: grants signed by the
@@ -62,28 +64,38 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
 
   /**
    * Loads stored grants and revocations and sorts them against the
-   * authorities in force; what is stored beyond the caps (or forged) is not
-   * loaded, and deleted.
+   * authorities in force. What does not fit in the caps (or is forged) is not
+   * loaded, but stays stored: a genuine token held beyond a cap (its
+   * authority untrusted at this start, trusted again later) is loaded again
+   * at a start where it fits.
    */
   start(): Promise<void> {
     return this.#exclusive(async () => {
       this.#authorityKeys = this.#keys();
-      const drop: StoreOp[] = [];
-      for await (const [key, value] of this.#store.entries(Space.grant)) {
-        const token = Buffer.from(value).toString('utf8');
-        const c = await this.#holdGrant(this.#grants, token, undefined);
-        if (!c?.added) drop.push({ type: 'del', space: Space.grant, key });
-        for (const t of c?.evicted ?? []) drop.push({ type: 'del', space: Space.grant, key: grantKey(c!.sub, t) });
-      }
-      for await (const [key, value] of this.#store.entries(Space.revocation)) {
-        if (!(await this.#holdRevocation(this.#revocations, Buffer.from(value).toString('utf8'), false))) drop.push({ type: 'del', space: Space.revocation, key });
-      }
-      if (drop.length) {
-        this.#log.warn({ dropped: drop.length }, 'stored grants or revocations beyond the caps (or forged) deleted');
-        await this.#store.write(drop);
-      }
+      [this.#grants, this.#revocations] = await this.#sortStored(new Map(), new Set());
       this.#deriveRevocations();
     });
+  }
+
+  /**
+   * Sorts every stored grant and revocation into new pools against the
+   * authorities in force. Those held before (`grants`: token → whether its
+   * subject presented it; `revocations`) and those from the grants file stay
+   * whatever the caps; the rest come in as the caps allow.
+   */
+  async #sortStored(grants: ReadonlyMap<string, boolean>, revocations: ReadonlySet<string>): Promise<[GrantPool, RevocationPool]> {
+    const g = new GrantPool();
+    const r = new RevocationPool();
+    for await (const [key, value] of this.#store.entries(Space.revocation)) {
+      const token = Buffer.from(value).toString('utf8');
+      await this.#holdRevocation(r, token, key.startsWith(LOCAL) || revocations.has(token));
+    }
+    for await (const [, value] of this.#store.entries(Space.grant)) {
+      const token = Buffer.from(value).toString('utf8');
+      const self = grants.get(token);
+      await this.#holdGrant(g, token, self ? peekGrant(token)?.sub : undefined, self !== undefined);
+    }
+    return [g, r];
   }
 
   #keys(): Map<string, KeyObject> {
@@ -95,20 +107,12 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     return this.#exclusive(async () => {
       this.#authorityKeys = this.#keys();
       // Sorted into new pools, in force once complete: sessions starting meanwhile present the old ones.
-      const grants = new GrantPool();
-      const revocations = new RevocationPool();
-      const drop: StoreOp[] = [];
-      // What is already held stays (caps bound what comes in), unless it turns out forged.
-      for (const { sub, token, self } of this.#grants.entries()) {
-        if (!(await this.#holdGrant(grants, token, self ? sub : undefined, true))) drop.push({ type: 'del', space: Space.grant, key: grantKey(sub, token) });
-      }
-      for (const token of this.#revocations.tokens()) {
-        if (!(await this.#holdRevocation(revocations, token, true))) drop.push({ type: 'del', space: Space.revocation, key: revocationKey(token) });
-      }
-      this.#grants = grants;
-      this.#revocations = revocations;
+      // From the store, not only from memory: a genuine token a start left out for the caps (its authority
+      // untrusted then) comes back when its authority is trusted again.
+      const held = new Map<string, boolean>();
+      for (const { token, self } of this.#grants.entries()) held.set(token, self);
+      [this.#grants, this.#revocations] = await this.#sortStored(held, new Set(this.#revocations.tokens()));
       this.#deriveRevocations();
-      if (drop.length) await this.#store.write(drop);
       this.#log.debug({ revoked: this.#authorityRevocations.size }, 'trust refreshed');
     });
   }
@@ -216,8 +220,11 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
         fresh.push(token);
         binding ||= kind === 'trusted';
       }
+      const ops: StoreOp[] = fresh.map((token) => ({ type: 'put', space: Space.revocation, key: revocationKey(token), value: Buffer.from(token) }));
+      // The grants file's are marked as such, held before or not, so that every start keeps them whatever the caps.
+      if (opts.local) for (const token of tokens) if (this.#revocations.has(token)) ops.push({ type: 'put', space: Space.revocation, key: LOCAL + revocationKey(token), value: Buffer.from(token) });
+      if (ops.length) await this.#store.write(ops);
       if (!fresh.length) return false;
-      await this.#store.write(fresh.map((token) => ({ type: 'put' as const, space: Space.revocation, key: revocationKey(token), value: Buffer.from(token) })));
       if (!binding) return false;
       const before = this.#fingerprint;
       this.#deriveRevocations();

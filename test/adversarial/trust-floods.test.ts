@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { Close } from '../../src/protocol/close-codes.js';
 import type { GrantsMessage } from '../../src/protocol/messages.js';
 import type { NodeId } from '../../src/types.js';
+import { ready } from './arena.js';
 import { entryFor, peerState, setPeers, status, testNode, type TestNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
 import { authority, grantFor, nodeOn, revocationOf, write, writeGrants } from '../helpers/authority.js';
@@ -136,6 +137,32 @@ describe('grants pushed by a peer', () => {
     await m.settle();
     await write(g, 'g/doc', (d) => d.getMap('m').set('k', 'from g'));
     await waitUntil(async () => (await getDoc(far, 'g/doc')).status === 200, { what: 'far holds g\'s write, relayed by the hub' });
+  });
+
+  it('made-up grants naming a node, pushed to that node, come back with its envelopes but never count as presented by it: the relay keeps its genuine grant', async () => {
+    const admin = await authority();
+    // Short sessions: each new one passes on again what g holds for itself (grants go once per session).
+    const hub = await testNode('hub', { sessionTtl: '2s' });
+    const far = await testNode('far');
+    const g = await testNode('g');
+    await setPeers(hub, [entryFor(g, { dial: false })]);
+    await writeGrants(g, [await grantFor(admin, g)]);
+    // Mallory is a peer of g itself: g holds whatever it pushes, and passes on every grant naming g with g's envelopes.
+    const m = await mallory(g, [entryFor(hub)]);
+    await waitUntil(() => connected(g, hub), { what: 'g-hub link' });
+    for (let round = 0; round < 3; round++) {
+      m.peer.send({ type: 'grants', grants: Array.from({ length: 8 }, () => junkGrant(g.id, { exp: 9_000_000_000 + round })), revocations: [] });
+      await m.settle();
+      const before = g.daemon.peerManager.session(hub.id as NodeId);
+      await waitUntil(() => ready(g.daemon.peerManager.session(hub.id as NodeId)) && g.daemon.peerManager.session(hub.id as NodeId) !== before, { what: 'a new g-hub session' });
+      await write(g, 'g/doc', (d) => d.getMap('m').set(`k${round}`, round));
+      await waitUntil(async () => (await getDoc(hub, 'g/doc')).status === 200, { what: 'the hub holds g\'s write' });
+    }
+    // far trusts the authority and meets g's writes only now, through the hub: with what the hub kept for g.
+    await setPeers(far, [entryFor(hub, { dial: false })], [admin.entry]);
+    await setPeers(hub, [entryFor(far), entryFor(g, { dial: false })]);
+    await waitUntil(async () => (await getDoc(far, 'g/doc')).status === 200, { what: 'far holds g\'s writes, relayed by the hub' });
+    expect(far.lines.some((l) => l.msg === 'envelope refused')).toBe(false);
   });
 
   it('50 000 made-up subjects: a node admitted by grant afterwards has its writes accepted', async () => {

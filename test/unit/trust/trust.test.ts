@@ -117,7 +117,7 @@ describe('revocations a node keeps', () => {
     expect(trust.rawRevocations()).toContain(untrusted);
   });
 
-  it('at start, stored ones beyond the cap are not loaded and are deleted; trusted ones all are', async () => {
+  it('at start, stored ones beyond the cap are not loaded (they stay stored); trusted ones all are', async () => {
     const admin = await generateKeyPair();
     const path = join(await tempDir(), 'db');
     const victims = await Promise.all(Array.from({ length: 3 }, () => generateKeyPair()));
@@ -132,7 +132,7 @@ describe('revocations a node keeps', () => {
     const { trust, store } = await fixture([admin], path);
     for (const v of victims) expect(trust.isRevoked(v.id)).toBe(true);
     expect(trust.rawRevocations()).toHaveLength(MAX_UNVERIFIED_REVOCATIONS + genuine.length);
-    expect(await count(store, Space.revocation)).toBe(MAX_UNVERIFIED_REVOCATIONS + genuine.length);
+    expect(await count(store, Space.revocation)).toBe(300 + genuine.length);
   });
 
   it('an authority added later makes a held revocation of it bind; removed, it stops binding but is still passed on', async () => {
@@ -206,4 +206,33 @@ describe('grants a node keeps', () => {
     expect(trust.rawGrantsFor(p.id)).toEqual([own]);
     expect(await count(store, Space.grant)).toBe(MAX_UNVERIFIED_SUBJECTS + 2);
   }, 60_000);
+});
+
+describe('what a start loads', () => {
+  it('revocations from the grants file are kept beyond the cap after a restart, even once the file no longer lists them', async () => {
+    const admin = await generateKeyPair();
+    const { trust, store, path } = await fixture();
+    const genuine = await Promise.all(Array.from({ length: 300 }, async () => issueRevocation(admin, randomId() as NodeId)));
+    await trust.addRevocations(genuine, { local: true });
+    expect(trust.rawRevocations()).toHaveLength(300);
+    await store.close();
+    const again = await fixture([], path);
+    expect(again.trust.rawRevocations()).toHaveLength(300);
+  });
+
+  it('an authority removed and restored across a restart: all of its revocations bind again', async () => {
+    const admin = await generateKeyPair();
+    const { trust, store, path, config } = await fixture([admin]);
+    const victims = Array.from({ length: 300 }, () => randomId() as NodeId);
+    await trust.addRevocations(await Promise.all(victims.map((v) => issueRevocation(admin, v))));
+    expect(victims.every((v) => trust.isRevoked(v))).toBe(true);
+    config.current = { peers: [], authorities: [] };
+    await trust.refresh();
+    expect(trust.rawRevocations()).toHaveLength(300);
+    await store.close();
+    const again = await fixture([], path);
+    again.config.current = { peers: [], authorities: [{ id: admin.id, publicKey: admin.publicJwk }] };
+    await again.trust.refresh();
+    expect(victims.filter((v) => !again.trust.isRevoked(v))).toHaveLength(0);
+  });
 });
