@@ -219,7 +219,8 @@ function endWithError(socket: Duplex, status: number, text: string, code: string
  * then the connection closes.
  */
 function refuseClient(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // Bytes already sent on this connection (a response, a stream) cannot be followed by another status line.
+  if (err.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
     socket.destroy();
     return;
   }

@@ -63,6 +63,12 @@ describe('§9 bad input to the API gets a 4xx with the JSON error body', () => {
     const resp = await raw(port(node), 'GARBAGE\r\n\r\n');
     expect(statusAndBody(resp), `raw answer: ${JSON.stringify(resp.slice(0, 120))}`).toEqual({ status: 400, body: errorBody });
   });
+
+  it('bad input after a response on a kept-alive connection closes it, with no status line written into what was sent', async () => {
+    const node = await testNode('n');
+    const resp = await raw(port(node), 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE\r\n\r\n');
+    expect(resp.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200']);
+  });
 });
 
 describe('§7 WebSocket refusals accept the upgrade and close with a 44xx code', () => {
