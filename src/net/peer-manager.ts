@@ -285,6 +285,8 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
             session.send(own.first());
           }
           this.#pending.delete(session);
+          // It may have closed while its grant was being checked: a closed session is never installed.
+          if (session.closed) return;
           this.#install(session, own);
         })().then(resolve, reject);
       });
