@@ -36,8 +36,8 @@ type RangeTask = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; up
 type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 
 const HIGH_WATER = 1024 * 1024;
-/** Feeds of one document a peer may decline (a document has a feed per writing node and restart). */
-const MAX_NOT_WANTED_FEEDS = 4096;
+/** (document, feed) pairs a peer's notWanted is remembered for in one session; beyond it, what it declines is sent anyway. */
+const MAX_NOT_WANTED = 65_536;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 1024 * 1024;
@@ -61,6 +61,7 @@ export class Replicator {
   readonly #peerVectors = new Map<DocName, Vector>();
   /** Feeds the peer said it does not want, per document (only documents this node holds and may send it). */
   readonly #notWanted = new Map<DocName, Set<string>>();
+  #notWantedCount = 0;
   /** Documents this node answered notWanted for in this session. */
   readonly #refusedDocs = new Set<DocName>();
   /** Origins whose grants were already sent in this session. */
@@ -280,8 +281,11 @@ export class Replicator {
         for (const [doc, feed] of m.items) {
           // What this node would never send anyway is not worth remembering: a peer cannot grow the set with made-up names.
           if (!this.#o.docs.has(doc as DocName) || !this.#o.policy.mayRead(this.#peer, doc as DocName)) continue;
+          if (this.#notWantedCount >= MAX_NOT_WANTED) break;
           const feeds = this.#notWanted.get(doc as DocName) ?? this.#notWanted.set(doc as DocName, new Set()).get(doc as DocName)!;
-          if (feeds.size < MAX_NOT_WANTED_FEEDS) feeds.add(feed);
+          if (feeds.has(feed)) continue;
+          feeds.add(feed);
+          this.#notWantedCount++;
         }
         return;
       case 'grants':
@@ -314,6 +318,7 @@ export class Replicator {
       const doc = name as DocName;
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
       // A want withdraws the peer's earlier refusals for this document.
+      this.#notWantedCount -= this.#notWanted.get(doc)?.size ?? 0;
       this.#notWanted.delete(doc);
       this.#peerVectors.set(doc, { ...theirs });
       const ours = await this.#o.docs.vector(doc);
