@@ -87,13 +87,14 @@ export class LocalOrigin {
 }
 
 /**
- * Nothing uses or writes the document: it may leave memory. Envelopes held
+ * Nothing uses, writes or works on the document (under its lock, such as
+ * envelopes being accepted): it may leave memory. Envelopes held
  * for an earlier seq do not keep it (a peer could pin every slot with them):
  * they leave with it, and come again from the peers that hold them, asked at
  * the next announce.
  */
 function isIdle(live: LiveDoc): boolean {
-  return live.users === 0 && !live.signing && live.localQueue.length === 0;
+  return live.users === 0 && live.busy === 0 && !live.signing && live.localQueue.length === 0;
 }
 
 /**

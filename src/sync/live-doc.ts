@@ -106,9 +106,15 @@ export class LiveDoc {
 
   /** Runs `fn` after every earlier operation on this document has finished. */
   run<T>(fn: () => Promise<T>): Promise<T> {
+    this.busy++;
     const next = this.#chain.then(fn, fn);
     this.#chain = next.catch(() => undefined);
     this.lastUsed = Date.now();
+    const done = () => void this.busy--;
+    void next.then(done, done);
     return next;
   }
+
+  /** Operations queued or running under the lock (a document with any is not idle). */
+  busy = 0;
 }
