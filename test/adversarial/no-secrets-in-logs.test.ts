@@ -51,7 +51,8 @@ describe('logs', () => {
     await setPeers(a, [entryFor(b)], [admin.entry]); // reload; mallory removed
 
     const text = JSON.stringify([...a.lines, ...b.lines]);
-    expect(a.lines.length).toBeGreaterThan(10);
+    // The check means something only if the nodes logged what happened (sessions, refusals, reloads).
+    expect(a.lines.length).toBeGreaterThan(5);
     for (const s of secrets) expect(text.includes(s), s.slice(0, 20)).toBe(false);
     // Signature parts alone (a token's last 86 chars) are not there either.
     for (const s of secrets.filter((x) => x.split('.').length === 3)) expect(text.includes(s.split('.')[2]!)).toBe(false);
