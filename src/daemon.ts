@@ -229,6 +229,11 @@ export class Daemon {
     return this.#docs;
   }
 
+  /** The grants and revocations this node holds (for tests). */
+  get trust(): Trust {
+    return this.#policy.trust;
+  }
+
   /** `tessera verify`, run by the running node, on a snapshot of its store (it goes on writing meanwhile). */
   async verify(): Promise<VerifyReport> {
     const snapshot = this.#store.snapshot();

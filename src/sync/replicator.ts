@@ -89,7 +89,7 @@ export class Replicator {
   async start(): Promise<void> {
     const first = this.#o.session.peerGrants;
     try {
-      if (first) await this.#onGrants(first.grants, first.revocations, true);
+      if (first) await this.#onGrants(first.grants, first.revocations);
     } finally {
       this.#tookFirstGrants();
     }
@@ -98,14 +98,13 @@ export class Replicator {
 
   /**
    * Grants travel with envelopes; revocations spread by themselves (DESIGN.md
-   * §10). Only the session's first grants message is what the peer presents
-   * as its own (its grants file, its own grants first): later ones carry
-   * whatever it holds for the origins it relays, itself included, which
-   * anyone may have pushed to it.
+   * §10). Grants naming the peer itself count as presented by it (its
+   * opening, a refreshed grant, those with its own envelopes): an honest node
+   * sends only those for itself, never what others pushed naming it.
    */
-  async #onGrants(grants: readonly string[], revocations: readonly string[], opening = false): Promise<void> {
+  async #onGrants(grants: readonly string[], revocations: readonly string[]): Promise<void> {
     const trust = this.#o.policy.trust;
-    if (grants.length) await trust.addGrants(grants, opening ? { presenter: this.#peer } : {});
+    if (grants.length) await trust.addGrants(grants, { presenter: this.#peer });
     if (revocations.length) await trust.addRevocations(revocations);
   }
 
@@ -421,7 +420,8 @@ export class Replicator {
           const origin = feedOrigin(item.feed);
           if (this.#grantsSent.has(origin)) continue;
           this.#grantsSent.add(origin);
-          grants.push(...this.#o.policy.trust.rawGrantsFor(origin));
+          // With its own envelopes a node sends only the grants it presents for itself: a peer counts those as presented by their subject.
+          grants.push(...(origin === feedOrigin(this.#o.docs.ownFeed) ? this.#o.policy.trust.presentedGrantsFor(origin) : this.#o.policy.trust.rawGrantsFor(origin)));
         }
         // However many origins one frame carries, each grants message stays within the protocol's limits.
         if (grants.length) this.sendGrants(grants, []);

@@ -58,6 +58,12 @@ export class GrantPool {
     return [...this.trusted(sub).map((g) => g.token), ...unverified];
   }
 
+  /** What `sub` itself presented, or a trusted authority vouches for: never what others pushed naming it. */
+  presented(sub: string): string[] {
+    const self = [...(this.#unverified.get(sub) ?? [])].filter(([, u]) => u.self).map(([t]) => t);
+    return [...this.trusted(sub).map((g) => g.token), ...self];
+  }
+
   /** Every held token with its subject. */
   *entries(): Generator<{ sub: string; token: string; self: boolean }> {
     for (const [sub, grants] of this.#trusted) for (const g of grants) yield { sub, token: g.token, self: false };

@@ -233,6 +233,16 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   }
 
   /** Raw grants naming `sub` (what a relay passes on with its envelopes): trusted ones first. */
+  /**
+   * Grants naming `sub` that it presented itself (its grants file, for this
+   * node's own id) or that a trusted authority vouches for: what a node sends
+   * with its own envelopes, so that made-up grants naming it, pushed to it by
+   * anyone, never travel as if it presented them.
+   */
+  presentedGrantsFor(sub: NodeId): string[] {
+    return this.#grants.presented(sub);
+  }
+
   rawGrantsFor(sub: NodeId): string[] {
     return this.#grants.tokens(sub);
   }

@@ -165,6 +165,32 @@ describe('grants pushed by a peer', () => {
     expect(far.lines.some((l) => l.msg === 'envelope refused')).toBe(false);
   });
 
+  it('a grant refreshed in the grants file reaches the relay inside the session as presented by its subject: made-up ones held there do not push it out', async () => {
+    const admin = await authority();
+    const hub = await testNode('hub');
+    const far = await testNode('far');
+    const g = await testNode('g');
+    // The hub pins g and trusts no authority; mallory, a listed peer of the hub, has it hold made-up grants for g.
+    const m = await mallory(hub, [entryFor(g, { dial: false })]);
+    await writeGrants(g, [await grantFor(admin, g, ['**'], ['g/old/**'])]);
+    await setPeers(g, [entryFor(hub)]);
+    await waitUntil(() => connected(g, hub), { what: 'g-hub link' });
+    m.peer.send({ type: 'grants', grants: Array.from({ length: 8 }, () => junkGrant(g.id, { iss: admin.id })), revocations: [] });
+    await m.settle();
+    const session = g.daemon.peerManager.session(hub.id as NodeId);
+    const wider = await grantFor(admin, g, ['**'], ['g/**']);
+    await writeGrants(g, [await grantFor(admin, g, ['**'], ['g/old/**']), wider]);
+    await waitUntil(() => hub.daemon.trust.rawGrantsFor(g.id as NodeId).includes(wider), { what: 'the hub holds the refreshed grant' });
+    expect(g.daemon.peerManager.session(hub.id as NodeId)).toBe(session);
+    await write(g, 'g/new/doc', (d) => d.getMap('m').set('k', 1));
+    await waitUntil(async () => (await getDoc(hub, 'g/new/doc')).status === 200, { what: 'the hub holds g/new/doc' });
+    // far trusts the authority and meets g's write only now, through the hub.
+    await setPeers(far, [entryFor(hub, { dial: false })], [admin.entry]);
+    await setPeers(hub, [entryFor(far), entryFor(g, { dial: false })]);
+    await waitUntil(async () => (await getDoc(far, 'g/new/doc')).status === 200, { what: 'far holds g/new/doc' });
+    expect(far.lines.some((l) => l.msg === 'envelope refused' && l.doc === 'g/new/doc')).toBe(false);
+  });
+
   it('50 000 made-up subjects: a node admitted by grant afterwards has its writes accepted', async () => {
     const admin = await authority();
     const hub = await testNode('hub');
