@@ -11,6 +11,9 @@ export type FeedId = Brand<string, 'FeedId'>;
 /** `<iss>:<feed>`: the key of a feed in vectors and stores. */
 export type FeedKey = Brand<string, 'FeedKey'>;
 
+/** 32 bytes in unpadded base64url: node ids, Ed25519 key parts, SHA-256 hashes, nonces. */
+export const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
+
 /** An Ed25519 public key as a JWK (no private part). */
 export interface PublicJwk {
   readonly kty: 'OKP';

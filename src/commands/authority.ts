@@ -8,7 +8,7 @@ import { RevokedSchema, type Cutoff } from '../config/peers.js';
 import { issueGrant } from '../tokens/grant.js';
 import { issueRevocation } from '../tokens/revocation.js';
 import { parseDuration, DURATION_HINT } from '../util/duration.js';
-import type { NodeId, PublicJwk } from '../types.js';
+import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
 
 /** `tessera authority init`: a new authority key (mode 0600); prints its `authorities` entry. */
 export async function authorityInitCommand(out: string, name: string): Promise<string> {
@@ -31,7 +31,7 @@ export async function grantCommand(opts: { authority: string; node: string; read
 
 /** `tessera revoke`: a revocation of node `id`, keeping what the cutoff file says (default: nothing). */
 export async function revokeCommand(opts: { authority: string; node: string; cutoff?: string }): Promise<string> {
-  if (!/^[A-Za-z0-9_-]{43}$/.test(opts.node)) throw new UsageError('--node expects a node id');
+  if (!B64U_32.test(opts.node)) throw new UsageError('--node expects a node id');
   let cutoff: Cutoff = { '*': {} };
   if (opts.cutoff) {
     const raw = parseJson(opts.cutoff, await readText(opts.cutoff, '--cutoff'));
@@ -46,7 +46,7 @@ export async function revokeCommand(opts: { authority: string; node: string; cut
 async function readNodeEntry(file: string): Promise<{ id: NodeId; publicKey: PublicJwk }> {
   const v = parseJson(file, await readText(file, '--node')) as { id?: unknown; publicKey?: { x?: unknown } };
   const x = v.publicKey?.x;
-  if (typeof v.id !== 'string' || typeof x !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(x)) throw new UsageError(`--node ${file}: expected what "tessera id --json" prints`);
+  if (typeof v.id !== 'string' || typeof x !== 'string' || !B64U_32.test(x)) throw new UsageError(`--node ${file}: expected what "tessera id --json" prints`);
   const publicKey: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x };
   if (thumbprint(publicKey) !== v.id) throw new UsageError(`--node ${file}: id is not the thumbprint of publicKey`);
   return { id: v.id as NodeId, publicKey };

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { thumbprint } from '../identity/keys.js';
-import type { NodeId, PublicJwk } from '../types.js';
+import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
 import { globProblem } from './glob.js';
 import { firstIssue } from './json-path.js';
 import { parseJson } from './node-config.js';
@@ -36,7 +36,6 @@ export interface PeersConfig {
   readonly authorities: readonly AuthorityEntry[];
 }
 
-const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 const DOC_HASH = /^[0-9a-f]{64}$/;
 const FEED_KEY = /^[A-Za-z0-9_-]{43}:[A-Za-z0-9_-]{1,64}$/;
 

@@ -4,8 +4,8 @@ import { ConfigError, TesseraError } from '../errors.js';
 import { jsonPath } from '../config/json-path.js';
 import { writeFileAtomic } from '../util/files.js';
 import { exportPrivateJwk, fromPrivateKey, generateKeyPair, importPrivateJwk, type KeyPair } from './keys.js';
+import { B64U_32 } from '../types.js';
 
-const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 
 const IdentityFile = z.strictObject({
   id: z.string(),

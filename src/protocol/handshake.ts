@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { thumbprint, importPublicJwk } from '../identity/keys.js';
-import type { NodeId, PublicJwk } from '../types.js';
+import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
 import { ALG, Typ } from '../tokens/typ.js';
 import { Close, PeerRefusal } from './close-codes.js';
 
@@ -15,7 +15,6 @@ export const SUBPROTOCOL = 'tessera.v1';
 export const HANDSHAKE_TOKEN_TTL_S = 60;
 export const MAX_HELLO_BYTES = 1024;
 export const MAX_HANDSHAKE_TOKEN_BYTES = 4096;
-const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 const INFO_D2L = 'tessera.v1 dialler->listener';
 const INFO_L2D = 'tessera.v1 listener->dialler';
 

@@ -1,6 +1,6 @@
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { docNameProblem } from '../config/names.js';
-import type { DocName, FeedId, NodeId } from '../types.js';
+import { type DocName, type FeedId, type NodeId, B64U_32 } from '../types.js';
 import { ALG, Typ } from '../tokens/typ.js';
 import type { ClientRanges } from '../yjs/parse.js';
 
@@ -25,7 +25,6 @@ export interface EnvelopeClaims {
 
 export const ENVELOPE_HEADER = Buffer.from(JSON.stringify({ alg: ALG, typ: Typ.envelope })).toString('base64url');
 export const MAX_ENVELOPE_TOKEN_BYTES = 64 * 1024;
-const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 const FEED = /^[A-Za-z0-9_-]{1,64}$/;
 const CLAIM_KEYS = 'clients,doc,feed,h,iat,iss,seq';
 

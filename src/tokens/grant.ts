@@ -4,7 +4,7 @@ import { TokenError } from '../errors.js';
 import type { KeyPair } from '../identity/keys.js';
 import { thumbprint } from '../identity/keys.js';
 import { globProblem } from '../config/glob.js';
-import type { NodeId, PublicJwk } from '../types.js';
+import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
 import { ALG, MAX_TOKEN_BYTES, Typ } from './typ.js';
 
 /** A verified grant: an authority says this node (this key) may read and write these documents until `exp`. */
@@ -20,7 +20,6 @@ export interface Grant {
   readonly jti: string;
 }
 
-const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 
 /** `tessera grant`: signs a grant for a node with an authority key. */
 export function issueGrant(authority: KeyPair, node: { id: NodeId; publicKey: PublicJwk }, opts: { read: readonly string[]; write: readonly string[]; ttlMs: number; now?: number }): Promise<string> {

@@ -3,7 +3,7 @@ import { SignJWT, jwtVerify, decodeJwt, decodeProtectedHeader, type JWTPayload }
 import { TokenError } from '../errors.js';
 import type { KeyPair } from '../identity/keys.js';
 import { RevokedSchema, type Cutoff } from '../config/peers.js';
-import type { NodeId } from '../types.js';
+import { type NodeId, B64U_32 } from '../types.js';
 import { ALG, MAX_TOKEN_BYTES, Typ } from './typ.js';
 
 /** A verified authority revocation: `sub` is revoked, keeping what the cutoff says. */
@@ -27,8 +27,6 @@ export function issueRevocation(authority: KeyPair, node: NodeId, cutoff: Cutoff
     .sign(authority.privateKey);
 }
 
-const NODE_ID = /^[A-Za-z0-9_-]{43}$/;
-
 /**
  * The claimed issuer and subject of a revocation, unverified (to find the key
  * to verify it with); undefined unless it is shaped like one: an EdDSA JWS of
@@ -40,7 +38,7 @@ export function peekRevocation(token: string): { iss: string; sub: string } | un
   try {
     const h = decodeProtectedHeader(token);
     const p = decodeJwt(token);
-    if (h.alg !== ALG || h.typ !== Typ.revocation || typeof p.iss !== 'string' || !NODE_ID.test(p.iss) || typeof p.sub !== 'string' || !NODE_ID.test(p.sub)) return undefined;
+    if (h.alg !== ALG || h.typ !== Typ.revocation || typeof p.iss !== 'string' || !B64U_32.test(p.iss) || typeof p.sub !== 'string' || !B64U_32.test(p.sub)) return undefined;
     if (!RevokedSchema.safeParse({ at: p.at, cutoff: p.cutoff }).success) return undefined;
     return { iss: p.iss, sub: p.sub };
   } catch {

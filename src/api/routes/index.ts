@@ -8,7 +8,7 @@ import type { ApiGrant } from '../../tokens/api-token.js';
 import type { VerifyReport } from '../../sync/verify.js';
 import { StoreError } from '../../errors.js';
 import { cutoffFromStore } from '../../sync/cutoff.js';
-import type { NodeId } from '../../types.js';
+import { type NodeId, B64U_32 } from '../../types.js';
 
 export interface RouteDeps extends DocRoutesDeps {
   readonly status: (grant: ApiGrant) => Promise<StatusBody>;
@@ -46,7 +46,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       handler: async ({ res, grant, url }) => {
         if (!grant.scopes.includes('read:**')) throw new HttpError(403, 'forbidden', 'cutoffs need a read:** token');
         const node = url.searchParams.get('node') ?? '';
-        if (!/^[A-Za-z0-9_-]{43}$/.test(node)) throw new HttpError(400, 'bad_node', 'node must be a node id');
+        if (!B64U_32.test(node)) throw new HttpError(400, 'bad_node', 'node must be a node id');
         sendJson(res, 200, { cutoff: await cutoffFromStore(deps.store, node as NodeId) });
       },
     },
