@@ -54,6 +54,9 @@ interface Room {
   readonly onUpdate: (update: Uint8Array, origin: unknown) => void;
 }
 
+/** The y-websocket route: the rest of the raw path is the document's name. */
+const ROUTE = '/v1/yjs/';
+
 /**
  * The y-websocket protocol on `/v1/yjs/{name}`: any Yjs app's
  * WebsocketProvider reads and writes through it. Writes go through the same
@@ -61,9 +64,6 @@ interface Room {
  * than Origin accept the upgrade and then close with 44xx, since y-websocket
  * retries HTTP refusals forever and stops on 4400–4499.
  */
-/** The y-websocket route: the rest of the raw path is the document's name. */
-const ROUTE = '/v1/yjs/';
-
 export class YjsEndpoint {
   readonly #o: YjsEndpointOptions;
   readonly #log: Logger;

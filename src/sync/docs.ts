@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { StoreError } from '../errors.js';
 import { createHash, type KeyObject } from 'node:crypto';
+import { StoreError } from '../errors.js';
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import type { KeyPair } from '../identity/keys.js';
@@ -760,9 +760,10 @@ export class Docs extends EventEmitter<DocsEvents> {
     const h = m?.get(seq);
     if (!h) return undefined;
     m!.delete(seq);
+    const size = heldSize(h);
     live.heldCount--;
-    live.heldBytes -= heldSize(h);
-    this.#heldBytes -= heldSize(h);
+    live.heldBytes -= size;
+    this.#heldBytes -= size;
     return h;
   }
 

@@ -34,6 +34,7 @@ export interface SyncCounters {
 
 type RangeTask = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: number };
 type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
+const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
 
 const HIGH_WATER = 1024 * 1024;
 /** (document, feed) pairs a peer's notWanted is remembered for in one session; beyond it, what it declines is sent anyway. */
@@ -323,7 +324,7 @@ export class Replicator {
       const ours = await this.#o.docs.vector(doc);
       for (const [feed, seq] of Object.entries(ours)) {
         const have = theirs[feed] ?? 0;
-        const key = `${doc}\u0000${feed}`;
+        const key = rangeKey(doc, feed);
         if (seq <= have) continue;
         // A range of this feed already on its way to the peer takes the want in
         // (from the lower start, so what the peer says it lacks is sent again)
@@ -374,7 +375,7 @@ export class Replicator {
   /** Takes the range task at the head of the queue off it. */
   #endRange(task: RangeTask): void {
     this.#tasks.shift();
-    const key = `${task.doc}\u0000${task.feed}`;
+    const key = rangeKey(task.doc, task.feed);
     if (this.#ranges.get(key) === task) this.#ranges.delete(key);
   }
 

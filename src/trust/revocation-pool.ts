@@ -34,10 +34,6 @@ export class RevocationPool {
     return this.#trusted.values();
   }
 
-  get unverifiedCount(): number {
-    return this.#unverified.size;
-  }
-
   /** Every token: trusted ones first. */
   tokens(): string[] {
     return [...this.#trusted.keys(), ...this.#unverified];

@@ -224,7 +224,6 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
       // The grants file's are marked as such, held before or not, so that every start keeps them whatever the caps.
       if (opts.local) for (const token of tokens) if (this.#revocations.has(token)) ops.push({ type: 'put', space: Space.revocation, key: LOCAL + revocationKey(token), value: Buffer.from(token) });
       if (ops.length) await this.#store.write(ops);
-      if (!fresh.length) return false;
       if (!binding) return false;
       const before = this.#fingerprint;
       this.#deriveRevocations();
@@ -232,7 +231,6 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     });
   }
 
-  /** Raw grants naming `sub` (what a relay passes on with its envelopes): trusted ones first. */
   /**
    * Grants naming `sub` that it presented itself (its grants file, for this
    * node's own id) or that a trusted authority vouches for: what a node sends
@@ -243,6 +241,7 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     return this.#grants.presented(sub);
   }
 
+  /** Every grant naming `sub` (what a relay passes on with its envelopes): trusted ones first, then those its subject presented. */
   rawGrantsFor(sub: NodeId): string[] {
     return this.#grants.tokens(sub);
   }

@@ -190,6 +190,11 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
  */
 export const MAX_NESTING = 100;
 
+/** Refuses an array or object opened at `depth` (0: the value itself) if that passes MAX_NESTING. */
+function nested(depth: number): void {
+  if (depth >= MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+}
+
 /** lib0's readAny with nesting bounded by MAX_NESTING. */
 function readAny(d: decoding.Decoder, depth: number): unknown {
   const tag = decoding.readUint8(d);
@@ -214,7 +219,7 @@ function readAny(d: decoding.Decoder, depth: number): unknown {
     case 119:
       return decoding.readVarString(d);
     case 118: {
-      if (depth >= MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+      nested(depth);
       const len = decoding.readVarUint(d);
       const obj: Record<string, unknown> = {};
       for (let i = 0; i < len; i++) {
@@ -224,7 +229,7 @@ function readAny(d: decoding.Decoder, depth: number): unknown {
       return obj;
     }
     case 117: {
-      if (depth >= MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+      nested(depth);
       const len = decoding.readVarUint(d);
       const arr: unknown[] = [];
       for (let i = 0; i < len; i++) arr.push(readAny(d, depth + 1));
@@ -248,7 +253,7 @@ function boundedJson(text: string): unknown {
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
-      if (++depth > MAX_NESTING) throw new UpdateDecodeError(`content nested deeper than ${MAX_NESTING}`);
+      nested(depth++);
     } else if (c === 0x5d || c === 0x7d) depth--;
   }
   return JSON.parse(text);
