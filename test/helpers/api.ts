@@ -1,5 +1,6 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import * as encoding from 'lib0/encoding';
 
 /** Raw HTTP and WebSocket requests for the API contract tests: paths go out exactly as written. */
 
@@ -113,12 +114,9 @@ export function outcome(a: Answer): string {
 
 /** A hand-built y-websocket sync message (messageSync, then `sub`: 0 step 1, 1 step 2, 2 update) carrying `u`. */
 export function syncMessage(sub: 0 | 1 | 2, u: Uint8Array): Uint8Array {
-  const len: number[] = [];
-  let n = u.byteLength;
-  while (n > 0x7f) {
-    len.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  len.push(n);
-  return Uint8Array.from([0, sub, ...len, ...u]);
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, 0);
+  encoding.writeVarUint(e, sub);
+  encoding.writeVarUint8Array(e, u);
+  return encoding.toUint8Array(e);
 }

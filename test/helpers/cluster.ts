@@ -4,6 +4,7 @@ import type { Daemon } from '../../src/daemon.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 import { readKeyFile } from '../../src/identity/file.js';
 import { startDaemon, writePeers } from './node.js';
+import { waitUntil } from './wait.js';
 
 export interface TestNode {
   readonly daemon: Daemon;
@@ -70,4 +71,11 @@ export async function peerState(node: TestNode, other: TestNode): Promise<string
 
 export async function readJson(path: string): Promise<unknown> {
   return JSON.parse(await readFile(path, 'utf8'));
+}
+
+/** Links two nodes as most tests want them: `b` lists `a` without dialling, `a` lists `b` and dials; resolves once both show connected. */
+export async function linkPair(a: TestNode, b: TestNode): Promise<void> {
+  await setPeers(b, [entryFor(a, { dial: false })]);
+  await setPeers(a, [entryFor(b)]);
+  await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: `${a.name} and ${b.name} connected` });
 }

@@ -6,7 +6,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import * as Y from 'yjs';
 import { TesseraApiError, TesseraClient } from '../../src/client/index.js';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -118,9 +118,7 @@ describe('TesseraClient', () => {
   it('subscribe on node B sees a change written through the client on node A', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: 'A and B connected' });
+    await linkPair(a, b);
     const onB = await client(b, ['read:notes/**']);
     const sub = await subscribed(b, onB, 'notes/x');
     const vector = await (await client(a)).write('notes/x', appDoc().edit((d) => d.getText('t').insert(0, 'from a')));

@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { http, rawWs, syncMessage, wsOutcome } from '../helpers/api.js';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
 import { getDoc, postUpdate } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
@@ -155,9 +155,7 @@ describe('§7 read-only tokens on the WebSocket route', () => {
   it('a real write from a read-only token: 4403 with a reason saying read-only; not applied, not sent to another app, not replicated', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected');
+    await linkPair(a, b);
     const base = new Y.Doc();
     base.getMap('m').set('k', 'base');
     expect((await postUpdate(a, 'ro2', Y.encodeStateAsUpdate(base))).status).toBe(200);
@@ -232,9 +230,7 @@ describe('§7 /authors: clients ranges half-open, maximal and sorted; names from
   it('two envelopes of one client give one merged range; a replicated origin shows its peers-file name', async () => {
     const a = await testNode('alpha');
     const b = await testNode('bravo');
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected');
+    await linkPair(a, b);
     const app = new Y.Doc();
     app.clientID = 77;
     const other = new Y.Doc();

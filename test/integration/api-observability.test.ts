@@ -4,15 +4,9 @@
  * filtered by the token's read scope).
  */
 import { describe, expect, it } from 'vitest';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, entryFor, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
-
-async function linked(a: TestNode, b: TestNode): Promise<void> {
-  await setPeers(b, [entryFor(a, { dial: false })]);
-  await setPeers(a, [entryFor(b)]);
-  await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: 'A and B connected' });
-}
 
 async function metrics(node: TestNode, scopes = ['read:**']): Promise<{ status: number; type: string | null; text: string }> {
   const res = await fetch(`${node.api}/metrics`, { headers: { authorization: `Bearer ${await node.token(scopes)}` } });
@@ -83,7 +77,7 @@ describe('GET /metrics (DESIGN.md §7)', () => {
   async function writtenOnAReadOnB(): Promise<[TestNode, TestNode]> {
     const a = await testNode('a');
     const b = await testNode('b');
-    await linked(a, b);
+    await linkPair(a, b);
     for (const name of NAMES) expect((await postUpdate(a, name, appDoc().edit((d) => d.getText('t').insert(0, name)))).status).toBe(200);
     for (const name of NAMES) await waitUntil(async () => (await getDoc(b, name)).body.t === name, { what: `${name} on B` });
     return [a, b];
@@ -160,7 +154,7 @@ describe('GET /v1/status (DESIGN.md §7)', () => {
     expectStatusShape(alone);
     expect(alone).toEqual({ id: a.id, name: 'a', peers: [], docs: 0, pending: 0, grant: null, alarms: [] });
 
-    await linked(a, b);
+    await linkPair(a, b);
     expect((await postUpdate(a, 'notes/one', appDoc().edit((d) => d.getText('t').insert(0, '1')))).status).toBe(200);
     expect((await postUpdate(a, 'notes/two', appDoc().edit((d) => d.getText('t').insert(0, '2')))).status).toBe(200);
     const sa = await status(a);
@@ -197,7 +191,7 @@ describe('GET /v1/status (DESIGN.md §7)', () => {
       expect((await postUpdate(a, doc, appDoc(4242).edit((d) => d.getText('t').insert(0, 'alpha')))).status).toBe(200);
       expect((await postUpdate(b, doc, appDoc(4242).edit((d) => d.getText('t').insert(0, 'omega')))).status).toBe(200);
     }
-    await linked(a, b);
+    await linkPair(a, b);
     const all = await waitUntil(
       async () => {
         const s = await status(b);

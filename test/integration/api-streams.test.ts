@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { decodeJwt } from 'jose';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
+import { syncMessage } from '../helpers/api.js';
 import { waitUntil } from '../helpers/wait.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 import { readKeyFile } from '../../src/identity/file.js';
@@ -20,12 +21,6 @@ async function shortToken(node: TestNode, scopes: string[], ttlMs: number): Prom
   const identity = await readKeyFile(join(node.dir, 'identity.json'));
   const token = await issueApiToken(identity, { scopes, ttlMs });
   return { token, expiresAt: decodeJwt(token).exp! * 1000 };
-}
-
-async function linked(a: TestNode, b: TestNode): Promise<void> {
-  await setPeers(b, [entryFor(a, { dial: false })]);
-  await setPeers(a, [entryFor(b)]);
-  await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: 'A and B connected' });
 }
 
 /** An SSE stream read block by block (a block ends with a blank line). */
@@ -90,7 +85,7 @@ describe('GET /v1/docs/{name}/events (DESIGN.md §7)', () => {
   it('an SSE client on B receives event: change with {doc, vector} for a change made on A; nothing is sent on connect', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await linked(a, b);
+    await linkPair(a, b);
     const app = appDoc();
     expect((await postUpdate(a, 'notes/sse', app.edit((d) => d.getText('t').insert(0, 'one')))).status).toBe(200);
     await waitUntil(async () => (await getDoc(b, 'notes/sse')).body.t === 'one', { what: 'the first change on B' });
@@ -116,7 +111,7 @@ describe('GET /v1/docs/{name}/events (DESIGN.md §7)', () => {
   it('one event per change, local or replicated, only for its own document; ?token= works (EventSource cannot set headers)', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await linked(a, b);
+    await linkPair(a, b);
     const sse = await Sse.open(`${b.api}/v1/docs/notes%2Fmine/events?token=${await b.token(['read:notes/**'])}`);
     expect(sse.res.status).toBe(200);
     // Another document changes first: not this stream's business.
@@ -207,21 +202,9 @@ describe('long-lived tokens (apiTokenMaxTtl defaults to 30d, beyond a single Nod
     // A write through the socket, confirmed by the API: the socket lived through it.
     const app = appDoc();
     const update = app.edit((d) => d.getText('t').insert(0, 'through the socket'));
-    ws.send(Buffer.concat([Buffer.from([0, 2]), lengthPrefixed(update)]));
+    ws.send(syncMessage(2, update));
     await waitUntil(async () => events.length > 0 || (await getDoc(node, 'notes/long')).body.t === 'through the socket', { what: 'the write or a close' });
     expect(events).toEqual([]);
     expect(ws.readyState).toBe(WebSocket.OPEN);
   });
 });
-
-/** lib0 varUint8Array: a varuint length, then the bytes. */
-function lengthPrefixed(bytes: Uint8Array): Buffer {
-  const len: number[] = [];
-  let n = bytes.byteLength;
-  while (n > 0x7f) {
-    len.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  len.push(n);
-  return Buffer.concat([Buffer.from(len), Buffer.from(bytes)]);
-}

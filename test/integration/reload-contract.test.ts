@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { entryFor, peerState, setPeers, status, testNode } from '../helpers/cluster.js';
+import { linkPair, entryFor, peerState, setPeers, status, testNode } from '../helpers/cluster.js';
 import { nodeDir, runCli, spawnNode, writePeers } from '../helpers/node.js';
 import { generateKeyPair } from '../../src/identity/keys.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -49,9 +49,7 @@ describe('§2 a re-keyed peer (same name, new key) is disconnected at once', () 
   it('the session with the old key closes as soon as the new file is in force', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: 'connected' });
+    await linkPair(a, b);
 
     const k2 = await generateKeyPair();
     const rekeyed = { ...entryFor(b), id: k2.id, publicKey: k2.publicJwk };

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Session } from '../../src/net/session.js';
 import type { DocName } from '../../src/types.js';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -30,9 +30,7 @@ describe('replication across session expiry', () => {
     const b = await testNode('b', { sessionTtl: '2s' });
     const inA = received(a);
     const inB = received(b);
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected', { what: 'connected' });
+    await linkPair(a, b);
     const established = () => a.lines.filter((l) => l.msg === 'session established').length;
     const start = established();
 

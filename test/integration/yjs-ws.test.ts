@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import * as Y from 'yjs';
 import WebSocket from 'ws';
 import { WebsocketProvider } from 'y-websocket';
-import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 import { syncMessage } from '../helpers/api.js';
@@ -29,9 +29,7 @@ describe('y-websocket endpoint', () => {
   it('an edit by an app on A appears in an app on B', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
-    await setPeers(b, [entryFor(a, { dial: false })]);
-    await setPeers(a, [entryFor(b)]);
-    await waitUntil(async () => (await peerState(a, b)) === 'connected' && (await peerState(b, a)) === 'connected');
+    await linkPair(a, b);
     const left = provider(a, 'notes/live', await a.token());
     const right = provider(b, 'notes/live', await b.token());
     await synced(left.p);
