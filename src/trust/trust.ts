@@ -45,6 +45,8 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   #authorityRevocations = new Map<NodeId, Cutoff[]>();
   #authorityKeys = new Map<string, KeyObject>();
   #fingerprint = '';
+  /** Revocations stored with the grants file's mark (LOCAL), so a grants file read again is not written again. */
+  readonly #local = new Set<string>();
   /** Changes happen one at a time (a refresh sorts everything again). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -88,7 +90,9 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
     const r = new RevocationPool();
     for await (const [key, value] of this.#store.entries(Space.revocation)) {
       const token = Buffer.from(value).toString('utf8');
-      await this.#holdRevocation(r, token, key.startsWith(LOCAL) || revocations.has(token));
+      const local = key.startsWith(LOCAL);
+      if (local) this.#local.add(token);
+      await this.#holdRevocation(r, token, local || revocations.has(token));
     }
     for await (const [, value] of this.#store.entries(Space.grant)) {
       const token = Buffer.from(value).toString('utf8');
@@ -222,8 +226,10 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
       }
       const ops: StoreOp[] = fresh.map((token) => ({ type: 'put', space: Space.revocation, key: revocationKey(token), value: Buffer.from(token) }));
       // The grants file's are marked as such, held before or not, so that every start keeps them whatever the caps.
-      if (opts.local) for (const token of tokens) if (this.#revocations.has(token)) ops.push({ type: 'put', space: Space.revocation, key: LOCAL + revocationKey(token), value: Buffer.from(token) });
+      const marked = opts.local ? tokens.filter((token) => !this.#local.has(token) && this.#revocations.has(token)) : [];
+      for (const token of marked) ops.push({ type: 'put', space: Space.revocation, key: LOCAL + revocationKey(token), value: Buffer.from(token) });
       if (ops.length) await this.#store.write(ops);
+      for (const token of marked) this.#local.add(token);
       if (!binding) return false;
       const before = this.#fingerprint;
       this.#deriveRevocations();
