@@ -14,7 +14,7 @@ import { Verifier, type Verdict } from './verifier.js';
 import { LiveDoc, type HeldEnvelope, type LocalWrite, type RefusedPart } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
-import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
+import { dependsOnDropped, firstMissingDeleted, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
 import { concatUpdates } from '../yjs/build.js';
 import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
@@ -672,9 +672,11 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   /**
-   * Keeps a document's pending structs (DESIGN.md §2, §9) within
-   * maxPendingBytes: beyond it they are parked in the store, keyed by what
-   * they wait for; parked ones come back as soon as any of that is held.
+   * Keeps a document's pending structs and pending deletions (DESIGN.md §2,
+   * §9) each within maxPendingBytes: beyond it they are parked in the store,
+   * keyed by what they wait for; parked ones come back as soon as any of that
+   * is held. (Yjs retries its pending deletions at every update, so unbounded
+   * they would cost time as well as memory.)
    */
   async #settlePending(live: LiveDoc): Promise<void> {
     const store = live.ydoc.store;
@@ -691,16 +693,27 @@ export class Docs extends EventEmitter<DocsEvents> {
       // What came back may be what others wait for.
       i = 0;
     }
+    const limit = this.#o.maxPendingBytes ?? 1024 * 1024;
     const pending = store.pendingStructs;
-    if (!pending || pending.update.byteLength <= (this.#o.maxPendingBytes ?? 1024 * 1024)) return;
-    const missing = [...pending.missing];
-    const ranges = pendingRanges(live.ydoc);
+    if (pending && pending.update.byteLength > limit) {
+      await this.#park(live, 'structs', pending.update, [...pending.missing], pendingRanges(live.ydoc));
+      store.pendingStructs = null;
+    }
+    const deletions = store.pendingDs;
+    if (deletions && deletions.byteLength > limit) {
+      const missing = firstMissingDeleted(live.ydoc, deletions);
+      if (!missing.length) return;
+      await this.#park(live, 'deletions', deletions, missing, []);
+      store.pendingDs = null;
+    }
+  }
+
+  async #park(live: LiveDoc, what: 'structs' | 'deletions', update: Uint8Array, missing: [number, number][], ranges: [number, number, number][]): Promise<void> {
     const [client, clock] = missing[0] ?? [0, 0];
     const key = `pending\u0000${live.name}\u0000${client}:${clock}\u0000${(this.#parkSeq++).toString(36)}`;
-    await this.#o.store.write([{ type: 'put', space: Space.parked, key, value: pending.update }]);
-    store.pendingStructs = null;
+    await this.#o.store.write([{ type: 'put', space: Space.parked, key, value: update }]);
     live.parked.push({ key, missing, ranges });
-    this.#log.warn({ doc: live.name, bytes: pending.update.byteLength, waitingFor: missing.slice(0, 5) }, 'pending structs passed maxPendingBytes: parked in the store until what they wait for arrives');
+    this.#log.warn({ doc: live.name, bytes: update.byteLength, waitingFor: missing.slice(0, 5) }, `pending ${what} passed maxPendingBytes: parked in the store until what they wait for arrives`);
   }
 
   #parkSeq = 0;

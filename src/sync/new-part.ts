@@ -129,6 +129,21 @@ export function pendingRanges(ydoc: Y.Doc): [number, number, number][] {
   return [...meta.from].map(([client, from]) => [client, from, meta.to.get(client) ?? from] as [number, number, number]);
 }
 
+/**
+ * For each client that pending deletions (a V2 update of deletions alone, as
+ * Yjs keeps them) name, the first deleted clock this document does not hold:
+ * once it is held, some of them can apply.
+ */
+export function firstMissingDeleted(ydoc: Y.Doc, deletions: Uint8Array): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [client, items] of Y.decodeUpdateV2(deletions).ds.clients) {
+    const state = Y.getState(ydoc.store, client);
+    const item = items.find((d) => d.clock + d.len > state);
+    if (item) out.push([client, Math.max(item.clock, state)]);
+  }
+  return out;
+}
+
 /** Whether [from, to) of `client` intersects any of the ranges. */
 export function inDropped(ranges: readonly Range[], client: number, from: number, to: number): boolean {
   return ranges.some(([c, a, b]) => c === client && from < b && to > a);

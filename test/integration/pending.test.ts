@@ -88,4 +88,45 @@ describe('pending structs beyond maxPendingBytes', () => {
     expect((await getDoc(again, 'p/poison')).body).toEqual({ t: 'hello' });
     expect(again.lines.some((l) => l.msg === 'applying a stored update failed')).toBe(true);
   });
+
+  it('deletions of items not held yet are parked the same way beyond maxPendingBytes, and applied when the items arrive', async () => {
+    const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+    // The first origin types 2000 characters one by one; the second deletes every other one.
+    const writer = new Y.Doc();
+    for (let i = 0; i < 2000; i++) writer.getText('t').insert(i, String.fromCharCode(97 + (i % 26)));
+    const typed = Y.encodeStateAsUpdate(writer);
+    const deleter = new Y.Doc();
+    Y.applyUpdate(deleter, typed);
+    const sv = Y.encodeStateVector(deleter);
+    deleter.transact(() => {
+      for (let i = 1999; i >= 0; i -= 2) deleter.getText('t').delete(i, 1);
+    });
+    const deletions = Y.encodeStateAsUpdate(deleter, sv);
+
+    const node = await testNode('parks-deletions', { maxPendingBytes: 64 });
+    await setPeers(node, [entry(first, 'first'), entry(second, 'second')]);
+    // The deletions arrive first: Yjs would keep them in memory, retried at every update, with no bound.
+    expect((await node.daemon.docs.receive(first.id as NodeId, [envelope(second, 'p/dels', 1, deletions)])).accepted).toBe(1);
+    const live = await node.daemon.docs.open('p/dels' as DocName);
+    expect(live.ydoc.store.pendingDs).toBeNull();
+    expect(live.parked).toHaveLength(1);
+    expect(node.lines.some((l) => String(l.msg).includes('parked') && l.doc === 'p/dels')).toBe(true);
+
+    // Across a restart too.
+    await node.daemon.stop();
+    const again = await testNode('parks-deletions', {}, node.dir);
+    const reloaded = await again.daemon.docs.open('p/dels' as DocName);
+    expect(reloaded.ydoc.store.pendingDs).toBeNull();
+    expect(reloaded.parked).toHaveLength(1);
+
+    // The items arrive: the deletions come back and apply; the node holds what the deleter holds.
+    await again.daemon.docs.receive(first.id as NodeId, [envelope(first, 'p/dels', 1, typed)]);
+    expect((await getDoc(again, 'p/dels')).body).toEqual({ t: deleter.getText('t').toString() });
+    expect(reloaded.parked).toHaveLength(0);
+    expect(reloaded.ydoc.store.pendingDs).toBeNull();
+    const inOrder = await testNode('deletions-in-order');
+    await setPeers(inOrder, [entry(first, 'first'), entry(second, 'second')]);
+    await inOrder.daemon.docs.receive(first.id as NodeId, [envelope(first, 'p/dels', 1, typed), envelope(second, 'p/dels', 1, deletions)]);
+    expect(await again.daemon.docs.digest('p/dels' as DocName)).toBe(await inOrder.daemon.docs.digest('p/dels' as DocName));
+  });
 });
