@@ -82,3 +82,15 @@ export async function rssOf(pid: number): Promise<number | undefined> {
     return undefined;
   }
 }
+
+/** CPU time (user + system, all threads) a process has used so far, in ms (Linux), undefined where /proc is not there. */
+export async function cpuMsOf(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}

@@ -22,6 +22,8 @@ export interface Pair {
   /** Tessera only: envelopes A signed for the given documents. */
   readonly envelopes?: (docs?: ReadonlySet<string>) => Promise<number>;
   readonly nodes?: readonly BenchNode[];
+  /** The server processes: Tessera's nodes, A first, or the one y-websocket server. */
+  readonly pids: readonly number[];
   /** Where this system's CPU profiles go, when profiling. */
   readonly profileDir?: string | undefined;
   stop(): Promise<void>;
@@ -52,13 +54,14 @@ export async function startPair(ctx: BenchContext, kind: SystemKind, tag: string
       b: { url: b.yjs, token: b.token },
       envelopes: (docs) => ownEnvelopes(a, docs),
       nodes,
+      pids: nodes.map((n) => n.server.pid),
       profileDir: prof,
       stop: () => stopAll(nodes),
     };
   }
   const persistenceDir = kind === 'leveldb' ? await mkdtemp(join(ctx.tmp, `${tag}-ydb-`)) : undefined;
   const base = await startBaseline({ persistenceDir, cpuProfDir: prof });
-  return { label: SYSTEM_LABEL[kind], a: { url: base.url }, b: { url: base.url }, profileDir: prof, stop: () => base.server.stop() };
+  return { label: SYSTEM_LABEL[kind], a: { url: base.url }, b: { url: base.url }, pids: [base.server.pid], profileDir: prof, stop: () => base.server.stop() };
 }
 
 export function app(end: Endpoint, room: string): App {

@@ -2,6 +2,7 @@ import type { App } from '../lib/clients.js';
 import { markWindow, monotonicUs } from '../lib/profile.js';
 import { line, type RowResult } from '../lib/report.js';
 import { fmt, ratio, sig } from '../lib/stats.js';
+import { cpuMsOf } from '../lib/proc.js';
 import { app, startPair, SYSTEM_LABEL, type Pair, type SystemKind } from '../lib/systems.js';
 import { yieldIo } from '../lib/wait.js';
 import { medianRun } from './throughput.js';
@@ -15,6 +16,8 @@ export interface ManyDocsRun {
   /** Tessera: envelopes A signed for these edits, and their rate. */
   readonly envelopes?: number;
   readonly envelopesPerSecond?: number;
+  /** CPU ms used in the timed part: each server process (A then B for Tessera), and this process (the apps). */
+  readonly cpu?: { readonly servers: readonly number[]; readonly apps: number };
 }
 
 const CONNECT_GROUP = 50;
@@ -29,6 +32,23 @@ async function openApps(pair: Pair, side: 'a' | 'b', names: readonly string[]): 
   }
   return apps;
 }
+
+/** CPU used since `at` by the pair's servers and by this process; undefined where /proc is not there. */
+async function cpuSince(pair: Pair, at: { servers: (number | undefined)[]; apps: NodeJS.CpuUsage }): Promise<ManyDocsRun['cpu']> {
+  const now = await Promise.all(pair.pids.map(cpuMsOf));
+  const apps = process.cpuUsage(at.apps);
+  if (now.some((n, i) => n === undefined || at.servers[i] === undefined)) return undefined;
+  return { servers: now.map((n, i) => n! - at.servers[i]!), apps: Math.round((apps.user + apps.system) / 1000) };
+}
+
+/** CPU of a run as a table cell: the total of what 2 cores give in its time, then each process. */
+function cpuCell(run: ManyDocsRun, names: readonly string[]): string {
+  if (!run.cpu) return '–';
+  const parts = [...run.cpu.servers.map((ms, i) => `${names[i]} ${fmt(ms)}`), `apps ${fmt(run.cpu.apps)}`];
+  return `${fmt(cpuTotal(run))} of ${fmt(2 * run.ms, 'ms')} (${parts.join(', ')})`;
+}
+
+const cpuTotal = (run: ManyDocsRun) => (run.cpu ? run.cpu.servers.reduce((a, b) => a + b, 0) + run.cpu.apps : NaN);
 
 /**
  * An app per document on each side (2 × docs connections, all open and
@@ -45,6 +65,7 @@ export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Prom
     apps.push(...as);
     const bs = await openApps(pair, 'b', names);
     apps.push(...bs);
+    const cpu0 = { servers: await Promise.all(pair.pids.map(cpuMsOf)), apps: process.cpuUsage() };
     const from = monotonicUs();
     const t0 = performance.now();
     const arrived = Promise.all(bs.map((b) => b.reach(editsPerDoc, 300_000)));
@@ -53,9 +74,10 @@ export async function measureManyDocs(ctx: BenchContext, kind: SystemKind): Prom
       if (i % 20 === 19) await yieldIo();
     }
     const ms = Math.max(...(await arrived)) - t0;
+    const cpu = await cpuSince(pair, cpu0);
     await markWindow(pair.profileDir, [from, monotonicUs()]);
     const edits = docs * editsPerDoc;
-    const run: ManyDocsRun = { docs, editsPerDoc, ms: sig(ms, 4), editsPerSecond: sig((edits / ms) * 1000, 4) };
+    const run: ManyDocsRun = { docs, editsPerDoc, ms: sig(ms, 4), editsPerSecond: sig((edits / ms) * 1000, 4), ...(cpu && { cpu }) };
     if (!pair.envelopes) return run;
     const envelopes = await pair.envelopes(new Set(names));
     return { ...run, envelopes, envelopesPerSecond: sig((envelopes / ms) * 1000, 4) };
@@ -92,6 +114,7 @@ export async function manyDocsRow(ctx: BenchContext, ceilingPairsPerSecond: numb
     data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling }, target: { envelopesToCeiling: 0.7 } },
     lines: [
       line('3 many docs', `${label} (y-leveldb: ${fmt(runs.leveldb.ms, 'ms')})`, fmt(t.ms, 'ms'), fmt(m.ms, 'ms'), `${fmt(vsMemory)}× its speed`),
+      line('', 'CPU used in that run, of what 2 cores give (all threads)', cpuCell(t, ['A', 'B']), cpuCell(m, ['server']), `${fmt(sig(ratio(cpuTotal(t), cpuTotal(m))))}× the CPU`),
       line('', 'envelopes/s vs sign+verify ceiling', fmt(t.envelopesPerSecond, 'env/s'), fmt(ceilingPairsPerSecond, 'pairs/s'), `${fmt(toCeiling * 100)}%`, '≥ 70%', toCeiling >= 0.7),
     ],
     notes: [],
