@@ -354,6 +354,8 @@ export class Replicator {
     const c = this.#o.counters;
     c.envelopesIn += out.accepted;
     const notWanted: [string, string][] = [];
+    // One line per feed and reason, not one per envelope: a refused feed can be thousands of them.
+    const lines = new Map<string, { doc: string; feed: string; seq: number; lastSeq: number; count: number; reason: string; detail: string }>();
     for (const r of out.refused) {
       c.refused.set(r.reason, (c.refused.get(r.reason) ?? 0) + 1);
       if (r.reason === 'forgery') this.#forgeries++;
@@ -361,8 +363,15 @@ export class Replicator {
         notWanted.push([r.doc, r.feed]);
         this.#refusedDocs.add(r.doc);
       }
-      this.#log.warn({ doc: r.doc, feed: r.feed, seq: r.seq, reason: r.reason, detail: r.detail }, 'envelope refused');
+      const key = JSON.stringify([r.doc, r.feed, r.reason, r.detail]);
+      const line = lines.get(key);
+      if (line) {
+        line.seq = Math.min(line.seq, r.seq);
+        line.lastSeq = Math.max(line.lastSeq, r.seq);
+        line.count++;
+      } else lines.set(key, { doc: r.doc, feed: r.feed, seq: r.seq, lastSeq: r.seq, count: 1, reason: r.reason, detail: r.detail });
     }
+    for (const line of lines.values()) this.#log.warn(line, 'envelope refused');
     if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
     if (out.rewant.size) {
       const want: Record<string, Vector> = {};

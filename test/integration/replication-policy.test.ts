@@ -125,6 +125,21 @@ describe('replication policy', () => {
     expect(c.daemon.peerManager.session(b.id as NodeId)).toBe(cSession);
   });
 
+  it('a refused feed is logged once per message with its count, not once per envelope', async () => {
+    const a = await testNode('a');
+    const c = await testNode('c');
+    const doc = 'w/many' as DocName;
+    const app = appDoc();
+    for (let i = 0; i < 40; i++) expect((await postUpdate(a, doc, app.edit((x) => x.getArray('x').push([i])))).status).toBe(200);
+    // c reads from a but does not let it write: all 40 of a's envelopes are refused when c catches up.
+    await setPeers(c, [entryFor(a, { dial: false, read: ['**'], write: [] })]);
+    await setPeers(a, [entryFor(c)]);
+    const refused = () => c.lines.filter((l) => l.msg === 'envelope refused' && l.doc === doc);
+    await waitUntil(() => refused().reduce((n, l) => n + Number(l.count), 0) >= 40, { what: 'c refused all of a\'s envelopes' });
+    expect(refused().length).toBeLessThan(40);
+    expect(refused()[0]).toMatchObject({ reason: 'not_wanted', seq: 1, feed: expect.stringMatching(new RegExp(`^${a.id}:`)) });
+  });
+
   it('a peer that may read a/** never receives b/x, nor learns its name', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
