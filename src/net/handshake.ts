@@ -49,6 +49,30 @@ export type Admission =
 const MAX_EARLY_FRAMES = 4;
 const MAX_EARLY_BYTES = 1024 * 1024;
 
+/** A frame that arrived after the handshake and before the session took over. */
+export interface EarlyFrame {
+  readonly data: Buffer;
+  readonly isBinary: boolean;
+}
+
+/**
+ * Counts the raw TCP bytes the peer sends on `ws` from now on and drops the
+ * connection once they pass `max`. For a connection refused before
+ * authentication: the WebSocket layer goes on reading (and buffering, up to
+ * maxFrameBytes) until the peer answers the close or the socket is
+ * terminated, so without this a refused peer could still make the node hold
+ * a whole frame's worth of memory.
+ */
+export function readAtMost(ws: WebSocket, max: number): void {
+  const socket = (ws as unknown as { _socket?: NodeJS.EventEmitter | null })._socket;
+  if (!socket) return;
+  let bytes = 0;
+  socket.on('data', (chunk: Buffer) => {
+    bytes += chunk.byteLength;
+    if (bytes > max) ws.terminate();
+  });
+}
+
 /**
  * Reads the handshake's text frames one at a time, with a deadline and a cap
  * on the bytes received before authentication. Binary frames are refused.
@@ -66,7 +90,7 @@ class PreAuth {
   readonly #expected: number;
   #received = 0;
   #earlyBytes = 0;
-  readonly #early: Buffer[] = [];
+  readonly #early: EarlyFrame[] = [];
 
   /** `expected`: how many handshake frames the peer sends; frames after them are kept for the session. */
   constructor(ws: WebSocket, s: HandshakeSettings, expected: number) {
@@ -82,7 +106,7 @@ class PreAuth {
         if (this.#early.length >= MAX_EARLY_FRAMES || this.#earlyBytes > MAX_EARLY_BYTES) {
           return this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${MAX_EARLY_BYTES} bytes sent before the session started`));
         }
-        this.#early.push(buf);
+        this.#early.push({ data: buf, isBinary });
         return;
       }
       this.#bytes += buf.byteLength;
@@ -101,21 +125,29 @@ class PreAuth {
     ws.on('message', this.#onMessage);
     ws.on('close', this.#onClose);
     // Bytes before authentication are counted on the raw socket too, so a
-    // frame that never completes cannot buffer past the cap.
+    // frame that never completes cannot buffer past the cap. The count goes
+    // on after a refusal (the WebSocket layer reads on until the close
+    // completes, so a refused peer gets no more room than an accepted one
+    // had), and stops only when the session takes over.
     const socket = (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket;
     socket?.on('data', (chunk: Buffer) => {
-      if (this.#done) return;
+      if (this.#handedOver) return;
       // Before the last handshake message: the pre-auth cap; after it, the early-frame cap.
       const early = this.#received >= this.#expected;
       if (early) this.#rawEarly += chunk.byteLength;
       else this.#raw += chunk.byteLength;
-      if (this.#raw > s.maxPreAuthBytes + 4096 || this.#rawEarly > MAX_EARLY_BYTES + 4096) this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
+      if (this.#raw <= s.maxPreAuthBytes + 4096 && this.#rawEarly <= MAX_EARLY_BYTES + 4096) return;
+      if (this.#done) this.#ws.terminate();
+      else this.#fail(new PeerRefusal(Close.preAuthLimit, `more than ${s.maxPreAuthBytes} bytes before authentication`));
     });
   }
 
   #raw = 0;
   #rawEarly = 0;
+  /** The handshake is over, either way. */
   #done = false;
+  /** The session took over the socket (and its limits). */
+  #handedOver = false;
 
   next(): Promise<Uint8Array> {
     if (this.#failure) return Promise.reject(this.#failure);
@@ -130,7 +162,7 @@ class PreAuth {
     if (close && refusal instanceof PeerRefusal && this.#ws.readyState === WebSocket.OPEN) this.#ws.close(refusal.kind.code, refusal.reason);
     this.#waiter?.reject(refusal);
     this.#waiter = undefined;
-    this.finish();
+    this.abandon();
   }
 
   /** Stops the deadline; frames keep being buffered until the session takes over. */
@@ -138,13 +170,21 @@ class PreAuth {
     clearTimeout(this.#timer);
   }
 
-  /** Stops listening and hands over the frames that arrived after the handshake. */
-  finish(): Buffer[] {
+  /** The handshake failed: stops reading frames, but keeps the byte caps until the socket is gone. */
+  abandon(): void {
     this.#done = true;
     clearTimeout(this.#timer);
     this.#ws.off('message', this.#onMessage);
     this.#ws.off('close', this.#onClose);
-    return this.#early.splice(0);
+    this.#early.splice(0);
+  }
+
+  /** Stops listening and hands the session the frames that arrived after the handshake. */
+  finish(): EarlyFrame[] {
+    const early = this.#early.splice(0);
+    this.abandon();
+    this.#handedOver = true;
+    return early;
   }
 }
 
@@ -224,7 +264,7 @@ export async function acceptHandshake(
     if (admission.kind === 'pinned') session.send(ownGrants());
     return { session, admission, peerKey: headerKey };
   } catch (err) {
-    pre.finish();
+    pre.abandon();
     throw closeWith(ws, err);
   }
 }
@@ -274,7 +314,7 @@ export async function dialHandshake(url: string, peer: { id: NodeId; key: Public
     session.send(ownGrants());
     return session;
   } catch (err) {
-    pre.finish();
+    pre.abandon();
     throw closeWith(ws, err);
   }
 }

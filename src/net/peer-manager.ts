@@ -13,7 +13,7 @@ import type { PeerState, PeerStatus } from '../api/routes/status.js';
 import { Close, PeerRefusal, RemoteClosed, closeReason, type CloseKind } from '../protocol/close-codes.js';
 import { SUBPROTOCOL, type Hello } from '../protocol/handshake.js';
 import { grantsMessages, type GrantsMessage } from '../protocol/messages.js';
-import { acceptHandshake, dialHandshake, type Admission, type HandshakeSettings } from './handshake.js';
+import { acceptHandshake, dialHandshake, readAtMost, type Admission, type HandshakeSettings } from './handshake.js';
 import { Dialer } from './dialer.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplayCache } from './replay-cache.js';
@@ -403,11 +403,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const refuse = (kind: CloseKind, detail: string) => {
       this.#count(kind.name);
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        ws.on('error', () => undefined);
-        ws.close(kind.code, closeReason(kind, detail));
-        setTimeout(() => ws.terminate(), 1000).unref();
-      });
+      wss.handleUpgrade(req, socket, head, (ws) => this.#refuseUpgraded(ws, kind, detail));
       this.#log.warn({ code: kind.code, reason: detail, remote }, 'peer refused');
     };
     if (this.#stopped) return refuse(Close.goingAway, 'node stopping');
@@ -418,11 +414,24 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, remote, address));
   }
 
+  /**
+   * Closes a connection refused right after its upgrade: it holds no slot, so
+   * it reads no more than a hello's worth and is gone within a second, whether
+   * or not the peer answers the close.
+   */
+  #refuseUpgraded(ws: WebSocket, kind: CloseKind, detail: string): void {
+    ws.on('error', () => undefined);
+    readAtMost(ws, this.#opts.config.maxPreAuthBytes + 4096);
+    ws.close(kind.code, closeReason(kind, detail));
+    setTimeout(() => ws.terminate(), 1000).unref();
+  }
+
   #accept(ws: WebSocket, remote: string, address: string): void {
     ws.on('error', () => undefined);
     if (ws.protocol !== SUBPROTOCOL) {
-      ws.close(Close.handshakeInvalid.code, closeReason(Close.handshakeInvalid, 'subprotocol tessera.v1 required'));
-      return;
+      this.#count(Close.handshakeInvalid.name);
+      this.#log.warn({ code: Close.handshakeInvalid.code, reason: 'no tessera.v1 subprotocol', remote }, 'peer refused');
+      return this.#refuseUpgraded(ws, Close.handshakeInvalid, 'subprotocol tessera.v1 required');
     }
     this.#unauthenticated.take(ws, address);
     this.#pending.add(ws);
@@ -431,8 +440,13 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     acceptHandshake(ws, this.#settings, remote, (hello) => this.#admit(hello), own.first, (id) => (claimed = id))
       .then(({ session, admission, peerKey }) => {
         this.#count('ok');
-        this.#release(ws);
-        return this.#whenReady(session, own, admission.kind === 'grant' ? peerKey : undefined);
+        if (admission.kind === 'pinned') {
+          this.#release(ws);
+          return this.#whenReady(session, own);
+        }
+        // Anyone can sign a handshake with a key of its own: a peer admitted
+        // by grant holds its unauthenticated slot until its grant is verified.
+        return this.#whenReady(session, own, peerKey).finally(() => this.#release(ws));
       })
       .catch((err: unknown) => {
         this.#release(ws);

@@ -22,7 +22,7 @@ export interface SessionEvents {
 
 export interface SessionOptions {
   /** Detaches the handshake reader and returns frames that arrived after it, in order. */
-  readonly takeover: () => Buffer[];
+  readonly takeover: () => readonly { readonly data: Buffer; readonly isBinary: boolean }[];
   readonly peer: NodeId;
   readonly role: Role;
   /** The node that dialled this session (tie-break of simultaneous dials). */
@@ -100,7 +100,7 @@ export class Session extends EventEmitter<SessionEvents> {
    * Called once the owner listens for `ready`, `message` and `close`.
    */
   start(): void {
-    for (const frame of this.#opts.takeover()) this.#onFrame(frame, true);
+    for (const frame of this.#opts.takeover()) this.#onFrame(frame.data, frame.isBinary);
     this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
   }
 

@@ -129,8 +129,8 @@ export function clientFrameHeader(opcode: number, length: number): Buffer {
 
 // ---------------------------------------------------------------- raw TCP
 
-/** A WebSocket upgrade request for the peer port, offering tessera.v1. */
-export function upgradeRequest(port: number): string {
+/** A WebSocket upgrade request for the peer port, offering tessera.v1 (unless `subprotocol` is false). */
+export function upgradeRequest(port: number, subprotocol = true): string {
   return [
     'GET / HTTP/1.1',
     `Host: 127.0.0.1:${port}`,
@@ -138,7 +138,7 @@ export function upgradeRequest(port: number): string {
     'Connection: Upgrade',
     `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
     'Sec-WebSocket-Version: 13',
-    `Sec-WebSocket-Protocol: ${SUBPROTOCOL}`,
+    ...(subprotocol ? [`Sec-WebSocket-Protocol: ${SUBPROTOCOL}`] : []),
     '',
     '',
   ].join('\r\n');
