@@ -49,6 +49,9 @@ export type Admission =
 const MAX_EARLY_FRAMES = 4;
 const MAX_EARLY_BYTES = 1024 * 1024;
 
+/** The last moment a token with this `exp` still verifies (the clock tolerance counts): its id is remembered until then. */
+const verifiableUntil = (exp: number, s: HandshakeSettings) => (exp + Math.ceil(s.clockToleranceMs / 1000)) * 1000;
+
 /** A frame that arrived after the handshake and before the session took over. */
 export interface EarlyFrame {
   readonly data: Buffer;
@@ -256,7 +259,7 @@ export async function acceptHandshake(
     const headerKey = diallerHeaderKey(m3, hello.from);
     if (admission.kind === 'pinned' && headerKey.x !== admission.key.x) throw new PeerRefusal(Close.keyMismatch, 'key differs from the pinned one');
     const v = await verifyDiallerToken(m3, headerKey, { self: s.identity.id, now: s.now(), clockToleranceS: Math.ceil(s.clockToleranceMs / 1000), dialler: hello.from, listenerNonce: ownNonce, th2 });
-    if (!s.replay.remember(v.payload.jti!, v.payload.exp! * 1000)) throw new PeerRefusal(Close.replay, 'token id already used');
+    if (!s.replay.remember(v.payload.jti!, verifiableUntil(v.payload.exp!, s))) throw new PeerRefusal(Close.replay, 'token id already used');
     const th3 = transcript(th2, m3bytes);
     const keys = deriveSessionKeys(eph.privateKey, hello.epk, th3);
     const session = sessionOptions(s, ws, pre, { peer: hello.from, role: 'listener', dialler: hello.from, sendKey: keys.l2d, recvKey: keys.d2l, ttlS: Math.min(ttlS, v.payload.sttl), remote });
@@ -293,7 +296,7 @@ export async function dialHandshake(url: string, peer: { id: NodeId; key: Public
     const m2 = Buffer.from(m2bytes).toString('utf8');
     const ctx = { self: s.identity.id, now: s.now(), clockToleranceS: Math.ceil(s.clockToleranceMs / 1000) };
     const v = await verifyListenerToken(m2, importPublicJwk(peer.key), { ...ctx, listener: peer.id, dialerNonce: ownNonce, th1 });
-    if (!s.replay.remember(v.payload.jti!, v.payload.exp! * 1000)) throw new PeerRefusal(Close.replay, 'token id already used');
+    if (!s.replay.remember(v.payload.jti!, verifiableUntil(v.payload.exp!, s))) throw new PeerRefusal(Close.replay, 'token id already used');
     const th2 = transcript(th1, m2bytes);
     const ttlS = Math.ceil(s.sessionTtlMs / 1000);
     const m3 = await signDiallerToken({
