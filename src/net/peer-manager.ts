@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -22,6 +22,9 @@ import { addressGroup } from '../util/address.js';
 import type { Session } from './session.js';
 import type { Trust } from '../trust/trust.js';
 import type { PublicJwk } from '../types.js';
+
+/** TCP connections not yet upgraded may be this many times the handshake caps (maxUnauthenticated, and per address). */
+const CONNECTING_SHARE = 4;
 
 export interface PeerManagerOptions {
   readonly identity: KeyPair;
@@ -98,6 +101,8 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   readonly #sessions = new Map<NodeId, Session>();
   readonly #pending = new Set<WebSocket | Session>();
   readonly #unauthenticated: UnauthenticatedSlots<WebSocket>;
+  /** TCP connections that have not asked for their upgrade yet (each holds a file descriptor). */
+  readonly #connecting: UnauthenticatedSlots<Socket>;
   /** Handshakes by result: "ok" or the refusal's name. */
   readonly handshakes = new Map<string, number>();
   #server: Server | undefined;
@@ -127,6 +132,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     };
     this.#rate = new RateLimiter({ perMinute: c.handshakesPerMinute, now: opts.now });
     this.#unauthenticated = new UnauthenticatedSlots({ max: c.maxUnauthenticated, perAddress: c.maxUnauthenticatedPerAddress });
+    this.#connecting = new UnauthenticatedSlots({ max: CONNECTING_SHARE * c.maxUnauthenticated, perAddress: CONNECTING_SHARE * c.maxUnauthenticatedPerAddress });
     this.#peers = opts.peers;
     this.#index();
   }
@@ -153,6 +159,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     );
     server.headersTimeout = this.#opts.config.handshakeTimeout;
     server.requestTimeout = this.#opts.config.handshakeTimeout;
+    server.on('connection', (socket: Socket) => this.#onConnection(socket));
     server.on('upgrade', (req, socket, head) => this.#upgrade(wss, req, socket, head));
     server.on('clientError', (_err, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
@@ -397,7 +404,26 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     this.#log.info({ peer, code: kind.code }, `peer ${detail}; session closed`);
   }
 
+  /**
+   * A TCP connection that has not sent its upgrade yet holds a file
+   * descriptor until the header timeout: beyond CONNECTING_SHARE times the
+   * handshake caps (in all, and from one address) it is closed at once, so
+   * idle connections cannot use up the descriptors the store and apps need.
+   */
+  #onConnection(socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (address === undefined) return void socket.destroy();
+    if (this.#connecting.full(address)) {
+      this.#count('connection_limit');
+      this.#log.debug({ remote: address }, 'peer connection closed: too many not yet upgraded');
+      return void socket.destroy();
+    }
+    this.#connecting.take(socket, address);
+    socket.once('close', () => this.#connecting.release(socket));
+  }
+
   #upgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#connecting.release(req.socket);
     socket.on('error', () => socket.destroy());
     const address = req.socket.remoteAddress ?? '?';
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;

@@ -406,3 +406,28 @@ describe('sessions and the peers file', () => {
     await expectUndisturbed(a);
   });
 });
+
+describe('TCP connections that never ask for their upgrade', () => {
+  it('beyond four times the handshake caps from one address are closed at once, not held until the header timeout; the honest session stays', async () => {
+    // Caps of 4 in all and 2 per address: at most 8 idle connections from 127.0.0.1 are held.
+    const a = await arena({ maxUnauthenticated: 4, maxUnauthenticatedPerAddress: 2, handshakeTimeout: '60s' });
+    const port = a.target.daemon.peerAddress.port;
+    const sockets = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const socket = connect(port, '127.0.0.1');
+        onTestFinished(() => void socket.destroy());
+        socket.on('error', () => undefined);
+        const closed = { at: undefined as number | undefined };
+        socket.once('close', () => (closed.at = Date.now()));
+        await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+        return closed;
+      }),
+    );
+    await waitUntil(() => sockets.filter((s) => s.at !== undefined).length >= 12, { what: 'the node to close the connections over its cap' });
+    // The eight it holds stay open until the header timeout (60 s here), so none of them closes meanwhile.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sockets.filter((s) => s.at === undefined)).toHaveLength(8);
+    expect(a.target.daemon.peerManager.handshakes.get('connection_limit')).toBe(12);
+    await expectUndisturbed(a);
+  });
+});
