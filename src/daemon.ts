@@ -137,11 +137,13 @@ export class Daemon {
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
       const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
-      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, now });
+      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, now });
       cleanup.unshift(async () => yjs.stop());
       const routes = apiRoutes({
         docs,
         store,
+        log,
+        maxQueuedBytes: config.maxQueuedBytes,
         maxUpdateBytes: config.maxUpdateBytes,
         nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)),
         status: (grant) => daemon!.status(grant),

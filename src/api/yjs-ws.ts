@@ -17,6 +17,7 @@ import { parseDocName, refuseUpgrade } from './server.js';
 import { longTimeout } from '../util/timers.js';
 import { guardFrameSize } from './frame-guard.js';
 import { originAllowed } from './host-check.js';
+import { admitAwareness } from './awareness-guard.js';
 
 const MESSAGE_SYNC = 0;
 const MESSAGE_AWARENESS = 1;
@@ -36,6 +37,9 @@ export const WsClose = {
   storage: 4503,
 } as const;
 
+/** How long an app has to answer the node's close frame before its socket is cut (ws itself would wait 30 s). */
+const CLOSE_GRACE_MS = 1000;
+
 export interface YjsEndpointOptions {
   readonly docs: Docs;
   readonly log: Logger;
@@ -43,14 +47,25 @@ export interface YjsEndpointOptions {
   readonly allowedOrigins: readonly string[];
   readonly maxUpdateBytes: number;
   readonly now: () => number;
+  /**
+   * Bytes waiting unsent to one app (beyond its last sync step 2, which may
+   * be the whole document) before the node drops it as too slow; the config's
+   * maxQueuedBytes. Default: four times maxUpdateBytes, at least 1 MiB.
+   */
+  readonly maxQueuedBytes?: number;
 }
 
 /** One document's connected apps on this node, and their awareness. */
 interface Room {
+  readonly doc: DocName;
   readonly live: LiveDoc;
   readonly conns: Set<WebSocket>;
   readonly awareness: awarenessProtocol.Awareness;
-  readonly controlled: Map<WebSocket, Set<number>>;
+  /** Which connection holds each awareness clientID (none may touch another's). */
+  readonly owners: Map<number, WebSocket>;
+  /** Every clientID each connection has brought in (bounded: MAX_AWARENESS_CLIENTS). */
+  readonly brought: Map<WebSocket, Set<number>>;
+  broughtBy(conn: object): ReadonlySet<number>;
   readonly onUpdate: (update: Uint8Array, origin: unknown) => void;
 }
 
@@ -69,9 +84,13 @@ export class YjsEndpoint {
   readonly #log: Logger;
   readonly #wss: WebSocketServer;
   readonly #rooms = new Map<DocName, Promise<Room>>();
+  readonly #maxBuffered: number;
+  /** Bytes of the last sync step 2 each app was sent: it may still be reading it. */
+  readonly #lastStep2 = new WeakMap<WebSocket, number>();
 
   constructor(opts: YjsEndpointOptions) {
     this.#o = opts;
+    this.#maxBuffered = opts.maxQueuedBytes ?? Math.max(4 * opts.maxUpdateBytes, 1024 * 1024);
     this.#log = opts.log.child({ component: 'yjs-ws' });
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * opts.maxUpdateBytes + 64 * 1024 });
   }
@@ -83,15 +102,8 @@ export class YjsEndpoint {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => undefined);
-      guardFrameSize(socket, this.#o.maxUpdateBytes + 64, () => {
-        ws.close(WsClose.tooLarge, `message exceeds ${this.#o.maxUpdateBytes} bytes`);
-        setTimeout(() => ws.terminate(), 1000).unref();
-      });
-      void this.#accept(ws, req, url, rawPath).catch((err: unknown) => {
-        const [code, reason] = closeFor(err);
-        if (code === 1011) this.#log.error({ err }, 'y-websocket connection failed');
-        ws.close(code, reason);
-      });
+      guardFrameSize(socket, this.#o.maxUpdateBytes + 64, () => closeSocket(ws, WsClose.tooLarge, `message exceeds ${this.#o.maxUpdateBytes} bytes`));
+      void this.#accept(ws, req, url, rawPath).catch((err: unknown) => this.#refuse(ws, err, 'y-websocket connection failed'));
     });
   }
 
@@ -99,21 +111,27 @@ export class YjsEndpoint {
     // Messages are queued from the first moment: the app sends its sync step 1
     // while this side is still checking the token and loading the document.
     let ready!: (r: { room: Room; grant: ApiGrant; doc: DocName }) => void;
-    let chain: Promise<unknown> = new Promise((resolve) => (ready = resolve));
-    let closed = false;
+    let chain: Promise<{ room: Room; grant: ApiGrant; doc: DocName }> = new Promise((resolve) => (ready = resolve));
+    // Bytes received and not yet handled: past this, the socket is not read
+    // (before the token is checked, or behind writes waiting to be durable).
+    let waiting = 0;
+    const maxWaiting = this.#o.maxUpdateBytes + 64 * 1024;
     ws.on('message', (data: Buffer) => {
-      chain = chain
-        .then(async (ctx) => {
-          const c = ctx as { room: Room; grant: ApiGrant; doc: DocName };
-          if (!closed) await this.#onMessage(c.room, ws, c.grant, c.doc, new Uint8Array(data));
-          return ctx;
-        })
-        .catch((err: unknown) => {
-          const [code, reason] = closeFor(err);
-          if (code === 1011) this.#log.error({ err }, 'y-websocket message failed');
-          ws.close(code, reason);
-          closed = true;
-        });
+      // Once the node has closed the socket, nothing more the app sends is handled: it need never answer the close frame.
+      if (ws.readyState !== ws.OPEN) return;
+      waiting += data.length;
+      if (waiting > maxWaiting) ws.pause();
+      chain = chain.then(async (ctx) => {
+        try {
+          if (ws.readyState === ws.OPEN) await this.#onMessage(ctx.room, ws, ctx.grant, ctx.doc, new Uint8Array(data));
+        } catch (err) {
+          this.#refuse(ws, err, 'y-websocket message failed');
+        } finally {
+          waiting -= data.length;
+          if (ws.isPaused && waiting <= maxWaiting) ws.resume();
+        }
+        return ctx;
+      });
     });
     const header = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const grant = await this.#o.authenticate(header ?? url.searchParams.get('token') ?? undefined);
@@ -124,14 +142,12 @@ export class YjsEndpoint {
     if (!grant.covers('read', doc)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
     if (ws.readyState !== ws.OPEN) return;
     const room = await this.#join(doc, ws);
-    const expiry = longTimeout(() => ws.close(WsClose.unauthorized, 'token expired'), grant.expiresAt - this.#o.now());
+    const expiry = longTimeout(() => closeSocket(ws, WsClose.unauthorized, 'token expired'), grant.expiresAt - this.#o.now());
     ws.on('close', () => {
-      closed = true;
       expiry.cancel();
       this.#leave(doc, room, ws);
     });
     if (ws.readyState !== ws.OPEN) {
-      closed = true;
       expiry.cancel();
       this.#leave(doc, room, ws);
       return;
@@ -140,13 +156,39 @@ export class YjsEndpoint {
     encoding.writeVarUint(e, MESSAGE_SYNC);
     encoding.writeVarUint(e, SYNC_STEP1);
     encoding.writeVarUint8Array(e, Y.encodeStateVector(room.live.ydoc));
-    ws.send(encoding.toUint8Array(e));
+    this.#send(room, ws, encoding.toUint8Array(e));
     const states = room.awareness.getStates();
-    if (states.size) ws.send(awarenessMessage(room.awareness, [...states.keys()]));
+    if (states.size) this.#send(room, ws, awarenessMessage(room.awareness, [...states.keys()]));
     ready({ room, grant, doc });
   }
 
+  /** Closes the socket with the code of a refusal (logged when it is the node's own failure). */
+  #refuse(ws: WebSocket, err: unknown, what: string): void {
+    const [code, reason] = closeFor(err);
+    if (code === 1011) this.#log.error({ err }, what);
+    closeSocket(ws, code, reason);
+  }
+
+  /**
+   * Sends to one app, unless more than maxQueuedBytes wait unsent for it
+   * (beyond its last sync step 2): then it is dropped at once (a close frame
+   * would wait behind what it does not read), so an app that stops reading
+   * cannot make the node hold every later change for it. y-websocket
+   * reconnects after the drop (1006) and syncs again.
+   */
+  #send(room: Room, ws: WebSocket, msg: Uint8Array): void {
+    if (ws.readyState !== ws.OPEN) return;
+    if (ws.bufferedAmount > this.#maxBuffered + (this.#lastStep2.get(ws) ?? 0)) {
+      this.#log.warn({ doc: room.doc, queued: ws.bufferedAmount }, 'app too slow to read its WebSocket: dropped');
+      ws.terminate();
+      return;
+    }
+    ws.send(msg);
+  }
+
   async #onMessage(room: Room, ws: WebSocket, grant: ApiGrant, doc: DocName, data: Uint8Array): Promise<void> {
+    // The expiry timer is a backstop: Node's timers stop while the machine sleeps, the clock does not.
+    if (this.#o.now() >= grant.expiresAt) throw new HttpError(401, 'token_expired', 'token expired');
     const d = decoding.createDecoder(data);
     let type: number;
     try {
@@ -159,14 +201,15 @@ export class YjsEndpoint {
       let update: Uint8Array;
       try {
         update = decoding.readVarUint8Array(d);
-        awarenessProtocol.applyAwarenessUpdate(room.awareness, update, ws);
       } catch {
         throw new HttpError(400, 'bad_message', 'malformed awareness update');
       }
+      const admitted = admitAwareness(update, room.awareness, room, ws);
+      if (admitted) awarenessProtocol.applyAwarenessUpdate(room.awareness, admitted, ws);
       return;
     }
     if (type === MESSAGE_QUERY_AWARENESS) {
-      ws.send(awarenessMessage(room.awareness, [...room.awareness.getStates().keys()]));
+      this.#send(room, ws, awarenessMessage(room.awareness, [...room.awareness.getStates().keys()]));
       return;
     }
     throw new HttpError(400, 'bad_message', `unknown y-websocket message type ${type}`);
@@ -192,7 +235,9 @@ export class YjsEndpoint {
       encoding.writeVarUint(e, MESSAGE_SYNC);
       encoding.writeVarUint(e, SYNC_STEP2);
       encoding.writeVarUint8Array(e, diff);
-      ws.send(encoding.toUint8Array(e));
+      const msg = encoding.toUint8Array(e);
+      this.#send(room, ws, msg);
+      this.#lastStep2.set(ws, msg.byteLength);
       return;
     }
     if (sub !== SYNC_STEP2 && sub !== SYNC_UPDATE) throw new HttpError(400, 'bad_message', `unknown sync message ${sub}`);
@@ -211,13 +256,11 @@ export class YjsEndpoint {
     const written = this.#o.docs.write(doc, payload, ws).then(
       ({ refused }) => {
         state.bytes -= payload.byteLength;
-        if (refused.length) ws.close(WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
+        if (refused.length) closeSocket(ws, WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
       },
       (err: unknown) => {
         state.bytes -= payload.byteLength;
-        const [code, reason] = closeFor(err);
-        if (code === 1011) this.#log.error({ err, doc }, 'y-websocket write failed');
-        ws.close(code, reason);
+        this.#refuse(ws, err, 'y-websocket write failed');
       },
     );
     state.last = written;
@@ -235,7 +278,7 @@ export class YjsEndpoint {
     }
     const room = await pending;
     room.conns.add(ws);
-    room.controlled.set(ws, new Set());
+    room.brought.set(ws, new Set());
     return room;
   }
 
@@ -244,7 +287,8 @@ export class YjsEndpoint {
     const awareness = new awarenessProtocol.Awareness(live.ydoc);
     awareness.setLocalState(null);
     const conns = new Set<WebSocket>();
-    const controlled = new Map<WebSocket, Set<number>>();
+    const owners = new Map<number, WebSocket>();
+    const brought = new Map<WebSocket, Set<number>>();
     const onUpdate = (update: Uint8Array, origin: unknown) => {
       const author = origin instanceof LocalOrigin ? origin.author : undefined;
       const e = encoding.createEncoder();
@@ -252,27 +296,32 @@ export class YjsEndpoint {
       encoding.writeVarUint(e, SYNC_UPDATE);
       encoding.writeVarUint8Array(e, update);
       const msg = encoding.toUint8Array(e);
-      for (const c of conns) if (c !== author) c.send(msg);
+      for (const c of conns) if (c !== author) this.#send(room, c, msg);
     };
     live.ydoc.on('update', onUpdate);
     awareness.on('update', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }, origin: unknown) => {
-      const changed = [...added, ...updated, ...removed];
-      const owner = controlled.get(origin as WebSocket);
-      if (owner) {
-        for (const id of added) owner.add(id);
-        for (const id of removed) owner.delete(id);
+      const from = brought.get(origin as WebSocket);
+      if (from) {
+        for (const id of [...added, ...updated]) {
+          if (owners.has(id)) continue;
+          owners.set(id, origin as WebSocket);
+          from.add(id);
+        }
       }
-      const msg = awarenessMessage(awareness, changed);
-      for (const c of conns) c.send(msg);
+      for (const id of removed) owners.delete(id);
+      const msg = awarenessMessage(awareness, [...added, ...updated, ...removed]);
+      for (const c of conns) this.#send(room, c, msg);
     });
-    return { live, conns, awareness, controlled, onUpdate };
+    const none: ReadonlySet<number> = new Set();
+    const room: Room = { doc, live, conns, awareness, owners, brought, broughtBy: (conn) => brought.get(conn as WebSocket) ?? none, onUpdate };
+    return room;
   }
 
   #leave(doc: DocName, room: Room, ws: WebSocket): void {
     room.conns.delete(ws);
-    const ids = room.controlled.get(ws);
-    room.controlled.delete(ws);
-    if (ids?.size) awarenessProtocol.removeAwarenessStates(room.awareness, [...ids], null);
+    room.brought.delete(ws);
+    const ids = [...room.owners].filter(([, c]) => c === ws).map(([id]) => id);
+    if (ids.length) awarenessProtocol.removeAwarenessStates(room.awareness, ids, null);
     if (room.conns.size > 0) return;
     const current = this.#rooms.get(doc);
     if (current) void current.then((r) => r === room && this.#rooms.delete(doc));
@@ -287,7 +336,7 @@ export class YjsEndpoint {
     // New connections get a fresh room on the rebuilt document.
     this.#rooms.delete(doc);
     void pending?.then((room) => {
-      for (const c of room.conns) c.close(code, reason);
+      for (const c of room.conns) closeSocket(c, code, reason);
     });
   }
 
@@ -295,6 +344,13 @@ export class YjsEndpoint {
     for (const c of this.#wss.clients) c.terminate();
     this.#wss.close();
   }
+}
+
+/** Closes with a code, and cuts the socket if the app does not answer the close frame in time. */
+function closeSocket(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === ws.CLOSED) return;
+  ws.close(code, reason);
+  setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
 }
 
 function awarenessMessage(awareness: awarenessProtocol.Awareness, clients: number[]): Uint8Array {

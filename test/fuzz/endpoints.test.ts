@@ -24,7 +24,7 @@ import { parseUpdate } from '../../src/yjs/parse.js';
 import { docNameProblem } from '../../src/config/names.js';
 import type { NodeId } from '../../src/types.js';
 import { testNode, type TestNode } from '../helpers/cluster.js';
-import { http, outcome, rawWs, type Answer } from '../helpers/api.js';
+import { awarenessUpdate, http, outcome, rawWs, type Answer } from '../helpers/api.js';
 import { postUpdate } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 import { envelope, newFeed } from '../helpers/raw-peer.js';
@@ -147,18 +147,6 @@ function yMessage(...parts: (number | Uint8Array)[]): Uint8Array {
   for (const p of parts) {
     if (typeof p === 'number') encoding.writeVarUint(e, p);
     else encoding.writeVarUint8Array(e, p);
-  }
-  return encoding.toUint8Array(e);
-}
-
-/** An awareness update (y-protocols): per client its id, clock and JSON state. */
-function awarenessUpdate(entries: readonly (readonly [client: number, clock: number, state: string])[]): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeVarUint(e, entries.length);
-  for (const [client, clock, state] of entries) {
-    encoding.writeVarUint(e, client);
-    encoding.writeVarUint(e, clock);
-    encoding.writeVarString(e, state);
   }
   return encoding.toUint8Array(e);
 }

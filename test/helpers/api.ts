@@ -120,3 +120,15 @@ export function syncMessage(sub: 0 | 1 | 2, u: Uint8Array): Uint8Array {
   encoding.writeVarUint8Array(e, u);
   return encoding.toUint8Array(e);
 }
+
+/** An awareness update (y-protocols): per client its id, clock and JSON state. */
+export function awarenessUpdate(entries: readonly (readonly [client: number, clock: number, state: string])[]): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, entries.length);
+  for (const [client, clock, state] of entries) {
+    encoding.writeVarUint(e, client);
+    encoding.writeVarUint(e, clock);
+    encoding.writeVarString(e, state);
+  }
+  return encoding.toUint8Array(e);
+}

@@ -3,14 +3,23 @@ import { HttpError } from '../http.js';
 import type { Docs } from '../../sync/docs.js';
 import type { DocName } from '../../types.js';
 import type { Vector } from '../../store/records.js';
+import type { Logger } from 'pino';
 import { longTimeout } from '../../util/timers.js';
+
+export interface EventsOptions {
+  /** Bytes of events left unsent to one client before its stream is cut (the config's maxQueuedBytes; default 1 MiB, an event is well under 1 KiB). */
+  readonly maxQueuedBytes?: number;
+  readonly log?: Logger;
+}
 
 /**
  * `GET /v1/docs/{name}/events`: Server-Sent Events, one `change` event per
  * change of the document (local or replicated), nothing on connect. The
- * stream ends when the token expires.
+ * stream ends when the token expires, and is cut when its client stops
+ * reading.
  */
-export function eventsRoute(docs: Docs, now: () => number): Route {
+export function eventsRoute(docs: Docs, now: () => number, opts: EventsOptions = {}): Route {
+  const maxQueued = opts.maxQueuedBytes ?? 1024 * 1024;
   return {
     method: 'GET',
     docRoute: '/events',
@@ -19,7 +28,15 @@ export function eventsRoute(docs: Docs, now: () => number): Route {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       res.flushHeaders();
       const onChange = (changed: DocName, vector: Vector) => {
-        if (changed === doc) res.write(`event: change\ndata: ${JSON.stringify({ doc, vector })}\n\n`);
+        if (changed !== doc) return;
+        // The expiry timer is a backstop: Node's timers stop while the machine sleeps, the clock does not.
+        if (now() >= grant.expiresAt) return void res.end();
+        // A client that stops reading does not make the node hold every later change for it.
+        if (res.writableLength > maxQueued) {
+          opts.log?.warn({ doc, queued: res.writableLength }, 'app too slow to read its event stream: dropped');
+          return void res.destroy();
+        }
+        res.write(`event: change\ndata: ${JSON.stringify({ doc, vector })}\n\n`);
       };
       docs.on('change', onChange);
       const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);

@@ -1,7 +1,7 @@
 import type { Route } from '../server.js';
 import { statusRoute, type StatusBody } from './status.js';
 import { docRoutes, type DocRoutesDeps } from './docs.js';
-import { eventsRoute } from './events.js';
+import { eventsRoute, type EventsOptions } from './events.js';
 import { metricsRoute, type MetricsSource } from './metrics.js';
 import { HttpError, sendJson } from '../http.js';
 import type { ApiGrant } from '../../tokens/api-token.js';
@@ -10,7 +10,7 @@ import { StoreError } from '../../errors.js';
 import { cutoffFromStore } from '../../sync/cutoff.js';
 import { type NodeId, B64U_32 } from '../../types.js';
 
-export interface RouteDeps extends DocRoutesDeps {
+export interface RouteDeps extends DocRoutesDeps, EventsOptions {
   readonly status: (grant: ApiGrant) => Promise<StatusBody>;
   readonly verify: () => Promise<VerifyReport>;
   readonly metrics: MetricsSource;
@@ -22,7 +22,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
   return [
     statusRoute(deps.status),
     ...docRoutes(deps),
-    eventsRoute(deps.docs, deps.now),
+    eventsRoute(deps.docs, deps.now, deps),
     metricsRoute(deps.metrics),
     {
       method: 'GET',
