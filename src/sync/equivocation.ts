@@ -5,9 +5,10 @@ import { readEnvelope } from '../store/records.js';
 import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate } from '../yjs/build.js';
 import type { LiveDoc, RefusedPart } from './live-doc.js';
-import { feedOrigin, structAt, unitAt } from './overlap.js';
+import { feedOrigin, structsByClient, unitAt } from './overlap.js';
 
-type Held = { source: Uint8Array; parsed: ParsedUpdate };
+/** A held envelope's update, its structs indexed by client and sorted by clock. */
+type Held = { source: Uint8Array; byClient: Map<number, ParsedStruct[]> };
 
 /**
  * The equivocation check (DESIGN.md §4): structs that overlap what a document
@@ -35,7 +36,12 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
   return { update: buildUpdate(update, keep, deletes), refused };
 }
 
-/** The origin of a held struct that differs from `s` in [s.clock, until), or undefined if all match. */
+/**
+ * The origin of a held struct that differs from `s` in [s.clock, until), or
+ * undefined if all match. Linear in the clock units compared (a held
+ * envelope's structs are found by binary search), so a whole document sent
+ * again costs about what it cost the first time.
+ */
 async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Uint8Array, until: number, cache: Map<string, Held>): Promise<string | undefined> {
   for (const entry of live.overlap.find(s.client, s.clock, until)) {
     const k = `${entry.feed}#${entry.seq}`;
@@ -43,18 +49,35 @@ async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Ui
     if (!held) {
       const env = await readEnvelope(store, live.name, entry.feed, entry.seq);
       if (!env) continue;
-      held = { source: env.update, parsed: parseUpdate(env.update) };
+      held = { source: env.update, byClient: structsByClient(parseUpdate(env.update).structs) };
       cache.set(k, held);
     }
-    const from = Math.max(s.clock, entry.from);
+    const list = held.byClient.get(s.client);
+    if (!list) continue;
     const to = Math.min(until, entry.to);
-    for (let clock = from; clock < to; clock++) {
-      const hs = structAt(held.parsed.structs, s.client, clock);
-      if (!hs) continue;
-      const a = unitAt(source, s, clock);
-      const b = unitAt(held.source, hs, clock);
-      if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
+    let clock = Math.max(s.clock, entry.from);
+    for (let i = firstEndingAfter(list, clock); i < list.length && clock < to; i++) {
+      const hs = list[i]!;
+      clock = Math.max(clock, hs.clock);
+      for (const end = Math.min(to, hs.clock + hs.length); clock < end; clock++) {
+        const a = unitAt(source, s, clock);
+        const b = unitAt(held.source, hs, clock);
+        if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
+      }
     }
   }
   return undefined;
+}
+
+/** The index of the first struct of `list` (sorted by clock) that ends after `clock`. */
+function firstEndingAfter(list: readonly ParsedStruct[], clock: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const m = list[mid]!;
+    if (m.clock + m.length <= clock) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

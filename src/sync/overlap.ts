@@ -17,7 +17,8 @@ export interface OverlapEntry {
  * between nodes) are harmless.
  */
 export class OverlapIndex {
-  readonly #byClient = new Map<number, OverlapEntry[]>();
+  /** Per client: entries sorted by `from`, and the longest entry's length (entries may overlap: identical structs from two origins). */
+  readonly #byClient = new Map<number, { readonly list: OverlapEntry[]; span: number }>();
   /** One copy of each feed key: entries are many (one per envelope and client), feeds few. */
   readonly #feeds = new Map<string, FeedKey>();
 
@@ -25,18 +26,31 @@ export class OverlapIndex {
     let feed = this.#feeds.get(added.feed);
     if (feed === undefined) this.#feeds.set(added.feed, (feed = added.feed));
     const entry: OverlapEntry = { from: added.from, to: added.to, feed, seq: added.seq };
-    const list = this.#byClient.get(client) ?? [];
+    let at = this.#byClient.get(client);
+    if (!at) this.#byClient.set(client, (at = { list: [], span: 0 }));
+    const list = at.list;
     let i = list.length;
     while (i > 0 && list[i - 1]!.from > entry.from) i--;
     list.splice(i, 0, entry);
-    this.#byClient.set(client, list);
+    at.span = Math.max(at.span, entry.to - entry.from);
   }
 
-  /** Entries of `client` that intersect [from, to). */
+  /** Entries of `client` that intersect [from, to), in `from` order; a binary search, not a scan of them all. */
   find(client: number, from: number, to: number): OverlapEntry[] {
-    const list = this.#byClient.get(client);
-    if (!list) return [];
-    return list.filter((e) => e.from < to && e.to > from);
+    const at = this.#byClient.get(client);
+    if (!at) return [];
+    const { list, span } = at;
+    // The first entry that starts at or after `to`; every one before it that can reach `from` starts after from - span.
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid]!.from < to) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: OverlapEntry[] = [];
+    for (let i = lo - 1; i >= 0 && list[i]!.from + span > from; i--) if (list[i]!.to > from) out.push(list[i]!);
+    return out.reverse();
   }
 }
 
@@ -62,7 +76,15 @@ export function unitAt(source: Uint8Array, s: ParsedStruct, clock: number): stri
   return `${s.kind}|${String(origin)}|${String(s.rightOrigin)}|${parent}|${unit}`;
 }
 
-/** The struct of `structs` that covers (client, clock), if any. */
-export function structAt(structs: readonly ParsedStruct[], client: number, clock: number): ParsedStruct | undefined {
-  return structs.find((s) => s.client === client && s.clock <= clock && clock < s.clock + s.length && s.kind !== StructKind.skip);
+/** Structs by client, each list sorted by clock (skips left out: they claim nothing). */
+export function structsByClient(structs: readonly ParsedStruct[]): Map<number, ParsedStruct[]> {
+  const out = new Map<number, ParsedStruct[]>();
+  for (const s of structs) {
+    if (s.kind === StructKind.skip) continue;
+    const list = out.get(s.client);
+    if (list) list.push(s);
+    else out.set(s.client, [s]);
+  }
+  for (const list of out.values()) list.sort((a, b) => a.clock - b.clock);
+  return out;
 }
