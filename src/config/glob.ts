@@ -20,24 +20,62 @@ export function globProblem(glob: string): string | undefined {
   return undefined;
 }
 
-const cache = new Map<string, RegExp>();
+const cache = new Map<string, readonly string[]>();
 
-function compile(glob: string): RegExp {
-  let re = cache.get(glob);
-  if (!re) {
-    const body = glob
-      .split('/')
-      .map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg.replace(/[.]/g, '\\.').replace(/\*/g, '[^/]*')))
-      .join('/');
-    re = new RegExp(`^${body}$`);
+function segments(glob: string): readonly string[] {
+  let segs = cache.get(glob);
+  if (!segs) {
+    segs = glob.split('/');
     if (cache.size > 10_000) cache.clear();
-    cache.set(glob, re);
+    cache.set(glob, segs);
   }
-  return re;
+  return segs;
 }
 
+/**
+ * Matches segment by segment, in time proportional to the glob's segments
+ * times the name's (a regular expression backtracks exponentially on globs
+ * such as `** / ** / ** / z` against a long name).
+ */
 export function globMatches(glob: string, doc: DocName | string): boolean {
-  return compile(glob).test(doc);
+  const names = doc.split('/');
+  // reach[j]: the glob's segments so far match the name's first j segments.
+  let reach: boolean[] = names.map(() => false);
+  reach.push(false);
+  reach[0] = true;
+  for (const seg of segments(glob)) {
+    const next: boolean[] = new Array<boolean>(names.length + 1).fill(false);
+    let before = false;
+    for (let j = 0; j < names.length; j++) {
+      before ||= reach[j]!;
+      // `**` takes one or more segments: from any reached point at or before j.
+      next[j + 1] = seg === '**' ? before : reach[j]! && segmentMatches(seg, names[j]!);
+    }
+    reach = next;
+  }
+  return reach[names.length]!;
+}
+
+/** `*` matches any run of characters within the segment; everything else is literal. Linear, with one backtrack point. */
+function segmentMatches(glob: string, name: string): boolean {
+  let g = 0;
+  let n = 0;
+  let star = -1;
+  let resume = 0;
+  while (n < name.length) {
+    if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = n;
+    } else if (g < glob.length && glob[g] === name[n]) {
+      g++;
+      n++;
+    } else if (star >= 0) {
+      g = star + 1;
+      n = ++resume;
+    } else return false;
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
 }
 
 export function anyGlobMatches(globs: readonly string[], doc: DocName | string): boolean {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { anyGlobMatches, globMatches, globProblem } from '../../../src/config/glob.js';
 
 /** Every (glob, doc, expected) in one table, so a failure names the case. */
@@ -95,5 +96,32 @@ describe('globProblem: invalid globs are refused', () => {
   it('accepts globs of exactly 200 characters', () => {
     expect(globProblem('a'.repeat(200))).toBeUndefined();
     expect(globProblem('a/'.repeat(99) + 'bb')).toBeUndefined();
+  });
+});
+
+describe('globMatches on hostile shapes', () => {
+  /** The contract as a regular expression (what globMatches compiled to before): a reference for small cases. */
+  const reference = (glob: string, doc: string) =>
+    new RegExp(`^${glob.split('/').map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg.replace(/[.]/g, '\\.').replace(/\*/g, '[^/]*'))).join('/')}$`).test(doc);
+
+  it('agrees with the regular expression of the contract on random globs and names', () => {
+    const segment = fc.oneof(fc.constantFrom('**', '*', 'a*', '*b', 'a*b', '*.*'), fc.stringMatching(/^[ab.]{1,3}$/));
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 5 }), fc.array(fc.stringMatching(/^[ab.]{1,4}$/), { minLength: 1, maxLength: 6 }), (globSegs, nameSegs) => {
+        const glob = globSegs.join('/');
+        const doc = nameSegs.join('/');
+        expect(globMatches(glob, doc), `${glob} against ${doc}`).toBe(reference(glob, doc));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('does not backtrack: many ** against a 100-segment name, and many * against a long segment, answer at once', () => {
+    // As a backtracking regular expression, each of these takes seconds to ages.
+    const deep = Array.from({ length: 100 }, () => 'a').join('/');
+    expect(globMatches('**/**/**/**/**/**/**/**/**/**/z', deep)).toBe(false);
+    expect(globMatches('**/**/**/**/**/**/**/**/**/**/a', deep)).toBe(true);
+    expect(globMatches('*a*a*a*a*a*a*a*a*b', 'a'.repeat(199))).toBe(false);
+    expect(globMatches('*a*a*a*a*a*a*a*a*a', 'a'.repeat(199))).toBe(true);
   });
 });
