@@ -137,7 +137,7 @@ export class Daemon {
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
       const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
-      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, now });
+      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now });
       cleanup.unshift(async () => yjs.stop());
       const routes = apiRoutes({
         docs,

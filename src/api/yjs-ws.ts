@@ -53,6 +53,8 @@ export interface YjsEndpointOptions {
    * maxQueuedBytes. Default: four times maxUpdateBytes, at least 1 MiB.
    */
   readonly maxQueuedBytes?: number;
+  /** Every app is pinged this often; one that has not answered the last ping is cut (the config's heartbeatInterval). */
+  readonly heartbeatMs?: number;
 }
 
 /** One document's connected apps on this node, and their awareness. */
@@ -93,6 +95,23 @@ export class YjsEndpoint {
     this.#maxBuffered = opts.maxQueuedBytes ?? Math.max(4 * opts.maxUpdateBytes, 1024 * 1024);
     this.#log = opts.log.child({ component: 'yjs-ws' });
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * opts.maxUpdateBytes + 64 * 1024 });
+    this.#heartbeat = setInterval(() => this.#sweep(), opts.heartbeatMs ?? 15_000).unref();
+  }
+
+  readonly #heartbeat: NodeJS.Timeout;
+  /** Apps that answered (or connected after) the last ping. */
+  readonly #alive = new WeakSet<WebSocket>();
+
+  /** An app that vanished without closing (a laptop gone to sleep, a cut network) is noticed within two heartbeats. */
+  #sweep(): void {
+    for (const ws of this.#wss.clients) {
+      if (!this.#alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      this.#alive.delete(ws);
+      ws.ping();
+    }
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, rawPath: string): void {
@@ -102,6 +121,8 @@ export class YjsEndpoint {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => undefined);
+      this.#alive.add(ws);
+      ws.on('pong', () => this.#alive.add(ws));
       guardFrameSize(socket, this.#o.maxUpdateBytes + 64, () => closeSocket(ws, WsClose.tooLarge, `message exceeds ${this.#o.maxUpdateBytes} bytes`));
       void this.#accept(ws, req, url, rawPath).catch((err: unknown) => this.#refuse(ws, err, 'y-websocket connection failed'));
     });
@@ -341,6 +362,7 @@ export class YjsEndpoint {
   }
 
   stop(): void {
+    clearInterval(this.#heartbeat);
     for (const c of this.#wss.clients) c.terminate();
     this.#wss.close();
   }

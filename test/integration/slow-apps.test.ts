@@ -3,7 +3,8 @@
  * stops reading (a frozen tab, a stuck process) must not make the node buffer
  * the document's updates for it without end: once more than maxQueuedBytes
  * wait unsent on its WebSocket or event stream, the node drops that
- * connection alone, and the other apps on the document go on.
+ * connection alone, and the other apps on the document go on. An app that
+ * vanished without closing (answers no ping) is cut too.
  */
 import type { Socket } from 'node:net';
 import { request } from 'node:http';
@@ -107,5 +108,27 @@ describe('an app that stops reading', () => {
     await ended;
     const eventBytes = 70 * 1000;
     expect(received).toBeLessThan(changes * eventBytes);
+  });
+
+  it('that vanished without closing (answers no ping) is cut within two heartbeats; an app that answers stays', async () => {
+    const node = await testNode('vanished', { heartbeatInterval: '1s' });
+    onTestFinished(() => node.daemon.stop());
+    const path = `/v1/yjs/slow/gone?token=${await node.token()}`;
+    // A socket upgraded by hand that never answers anything, as from a machine that went away.
+    const gone = await new Promise<Socket>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: Number(new URL(node.api).port), path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') } });
+      req.on('upgrade', (_res, socket) => resolve(socket as Socket)).on('error', reject).end();
+    });
+    onTestFinished(() => void gone.destroy());
+    gone.on('data', () => undefined);
+    const goneClosed = new Promise<void>((resolve) => gone.once('close', () => resolve()));
+    const live = new WebSocket(`${node.api.replace('http', 'ws')}${path}`);
+    onTestFinished(() => live.terminate());
+    let pings = 0;
+    live.on('ping', () => pings++);
+    await new Promise((resolve, reject) => live.once('open', resolve).once('error', reject));
+    await goneClosed;
+    expect(pings).toBeGreaterThan(0);
+    expect(live.readyState).toBe(WebSocket.OPEN);
   });
 });
