@@ -6,8 +6,7 @@ import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as Y from 'yjs';
 import * as awarenessProtocol from 'y-protocols/awareness';
-import { LocalOrigin, type Docs } from '../sync/docs.js';
-import type { LiveDoc } from '../sync/live-doc.js';
+import type { Docs } from '../sync/docs.js';
 import type { ApiGrant } from '../tokens/api-token.js';
 import type { DocName } from '../types.js';
 import { StoreError } from '../errors.js';
@@ -18,13 +17,11 @@ import { longTimeout } from '../util/timers.js';
 import { guardFrameSize } from './frame-guard.js';
 import { originAllowed } from './host-check.js';
 import { admitAwareness } from './awareness-guard.js';
+import { MESSAGE_AWARENESS, MESSAGE_SYNC, Room, SYNC_UPDATE, awarenessMessage } from './yjs-room.js';
 
-const MESSAGE_SYNC = 0;
-const MESSAGE_AWARENESS = 1;
 const MESSAGE_QUERY_AWARENESS = 3;
 const SYNC_STEP1 = 0;
 const SYNC_STEP2 = 1;
-const SYNC_UPDATE = 2;
 
 /** Close codes of the y-websocket route (DESIGN.md §7): y-websocket stops retrying on 4400–4499. */
 export const WsClose = {
@@ -55,20 +52,6 @@ export interface YjsEndpointOptions {
   readonly maxQueuedBytes?: number;
   /** Every app is pinged this often; one that has not answered the last ping is cut (the config's heartbeatInterval). */
   readonly heartbeatMs?: number;
-}
-
-/** One document's connected apps on this node, and their awareness. */
-interface Room {
-  readonly doc: DocName;
-  readonly live: LiveDoc;
-  readonly conns: Set<WebSocket>;
-  readonly awareness: awarenessProtocol.Awareness;
-  /** Which connection holds each awareness clientID (none may touch another's). */
-  readonly owners: Map<number, WebSocket>;
-  /** Every clientID each connection has brought in (bounded: MAX_AWARENESS_CLIENTS). */
-  readonly brought: Map<WebSocket, Set<number>>;
-  broughtBy(conn: object): ReadonlySet<number>;
-  readonly onUpdate: (update: Uint8Array, origin: unknown) => void;
 }
 
 /** The y-websocket route: the rest of the raw path is the document's name. */
@@ -177,9 +160,9 @@ export class YjsEndpoint {
     encoding.writeVarUint(e, MESSAGE_SYNC);
     encoding.writeVarUint(e, SYNC_STEP1);
     encoding.writeVarUint8Array(e, Y.encodeStateVector(room.live.ydoc));
-    this.#send(room, ws, encoding.toUint8Array(e));
+    this.#send(room.doc, ws, encoding.toUint8Array(e));
     const states = room.awareness.getStates();
-    if (states.size) this.#send(room, ws, awarenessMessage(room.awareness, [...states.keys()]));
+    if (states.size) this.#send(room.doc, ws, awarenessMessage(room.awareness, [...states.keys()]));
     ready({ room, grant, doc });
   }
 
@@ -197,10 +180,10 @@ export class YjsEndpoint {
    * cannot make the node hold every later change for it. y-websocket
    * reconnects after the drop (1006) and syncs again.
    */
-  #send(room: Room, ws: WebSocket, msg: Uint8Array): void {
+  #send(doc: DocName, ws: WebSocket, msg: Uint8Array): void {
     if (ws.readyState !== ws.OPEN) return;
     if (ws.bufferedAmount > this.#maxBuffered + (this.#lastStep2.get(ws) ?? 0)) {
-      this.#log.warn({ doc: room.doc, queued: ws.bufferedAmount }, 'app too slow to read its WebSocket: dropped');
+      this.#log.warn({ doc, queued: ws.bufferedAmount }, 'app too slow to read its WebSocket: dropped');
       ws.terminate();
       return;
     }
@@ -230,7 +213,7 @@ export class YjsEndpoint {
       return;
     }
     if (type === MESSAGE_QUERY_AWARENESS) {
-      this.#send(room, ws, awarenessMessage(room.awareness, [...room.awareness.getStates().keys()]));
+      this.#send(room.doc, ws, awarenessMessage(room.awareness, [...room.awareness.getStates().keys()]));
       return;
     }
     throw new HttpError(400, 'bad_message', `unknown y-websocket message type ${type}`);
@@ -257,7 +240,7 @@ export class YjsEndpoint {
       encoding.writeVarUint(e, SYNC_STEP2);
       encoding.writeVarUint8Array(e, diff);
       const msg = encoding.toUint8Array(e);
-      this.#send(room, ws, msg);
+      this.#send(room.doc, ws, msg);
       this.#lastStep2.set(ws, msg.byteLength);
       return;
     }
@@ -298,56 +281,20 @@ export class YjsEndpoint {
       pending.catch(() => this.#rooms.delete(doc));
     }
     const room = await pending;
-    room.conns.add(ws);
-    room.brought.set(ws, new Set());
+    room.join(ws);
     return room;
   }
 
   async #openRoom(doc: DocName): Promise<Room> {
     const live = await this.#o.docs.acquire(doc);
-    const awareness = new awarenessProtocol.Awareness(live.ydoc);
-    awareness.setLocalState(null);
-    const conns = new Set<WebSocket>();
-    const owners = new Map<number, WebSocket>();
-    const brought = new Map<WebSocket, Set<number>>();
-    const onUpdate = (update: Uint8Array, origin: unknown) => {
-      const author = origin instanceof LocalOrigin ? origin.author : undefined;
-      const e = encoding.createEncoder();
-      encoding.writeVarUint(e, MESSAGE_SYNC);
-      encoding.writeVarUint(e, SYNC_UPDATE);
-      encoding.writeVarUint8Array(e, update);
-      const msg = encoding.toUint8Array(e);
-      for (const c of conns) if (c !== author) this.#send(room, c, msg);
-    };
-    live.ydoc.on('update', onUpdate);
-    awareness.on('update', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }, origin: unknown) => {
-      const from = brought.get(origin as WebSocket);
-      if (from) {
-        for (const id of [...added, ...updated]) {
-          if (owners.has(id)) continue;
-          owners.set(id, origin as WebSocket);
-          from.add(id);
-        }
-      }
-      for (const id of removed) owners.delete(id);
-      const msg = awarenessMessage(awareness, [...added, ...updated, ...removed]);
-      for (const c of conns) this.#send(room, c, msg);
-    });
-    const none: ReadonlySet<number> = new Set();
-    const room: Room = { doc, live, conns, awareness, owners, brought, broughtBy: (conn) => brought.get(conn as WebSocket) ?? none, onUpdate };
-    return room;
+    return new Room(doc, live, (ws, msg) => this.#send(doc, ws, msg));
   }
 
   #leave(doc: DocName, room: Room, ws: WebSocket): void {
-    room.conns.delete(ws);
-    room.brought.delete(ws);
-    const ids = [...room.owners].filter(([, c]) => c === ws).map(([id]) => id);
-    if (ids.length) awarenessProtocol.removeAwarenessStates(room.awareness, ids, null);
-    if (room.conns.size > 0) return;
+    if (!room.leave(ws)) return;
     const current = this.#rooms.get(doc);
     if (current) void current.then((r) => r === room && this.#rooms.delete(doc));
-    room.live.ydoc.off('update', room.onUpdate);
-    room.awareness.destroy();
+    room.close();
     this.#o.docs.release(room.live);
   }
 
@@ -373,13 +320,6 @@ function closeSocket(ws: WebSocket, code: number, reason: string): void {
   if (ws.readyState === ws.CLOSED) return;
   ws.close(code, reason);
   setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
-}
-
-function awarenessMessage(awareness: awarenessProtocol.Awareness, clients: number[]): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeVarUint(e, MESSAGE_AWARENESS);
-  encoding.writeVarUint8Array(e, awarenessProtocol.encodeAwarenessUpdate(awareness, clients));
-  return encoding.toUint8Array(e);
 }
 
 /** The close code and reason (≤ 123 bytes) for a refusal. */
