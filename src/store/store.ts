@@ -135,8 +135,13 @@ export class Store implements StoreReader {
    */
   async #initFeed(): Promise<void> {
     const feed = await this.getJson<string>(Space.meta, 'feed');
-    const running = await this.getJson<boolean>(Space.meta, 'running');
-    const unclean = running === true && this.#opts.durability === 'relaxed';
+    // While open, `running` holds the durability the store is written with: what
+    // an unclean stop may have lost depends on how the run that stopped wrote,
+    // not on how this one will (a store written relaxed and reopened with fsync
+    // may have lost an envelope it forwarded all the same). `true` is how older
+    // stores marked a run without saying how it wrote.
+    const running = await this.getJson<boolean | StoreOptions['durability']>(Space.meta, 'running');
+    const unclean = running === 'relaxed' || (running === true && this.#opts.durability === 'relaxed');
     if (feed === undefined || unclean) {
       this.#feed = randomBytes(16).toString('base64url') as FeedId;
       this.#freshFeed = true;
@@ -147,7 +152,7 @@ export class Store implements StoreReader {
     await this.#batch(
       [
         { type: 'put', space: Space.meta, key: 'feed', value: json.encode(this.#feed) },
-        { type: 'put', space: Space.meta, key: 'running', value: json.encode(true) },
+        { type: 'put', space: Space.meta, key: 'running', value: json.encode(this.#opts.durability) },
       ],
       true,
     );

@@ -44,14 +44,28 @@ export function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { upda
   });
 }
 
+/**
+ * The overlap index entries of an envelope, as store ops. The document's own
+ * index is told with `indexOverlaps` once they are durable: one that counted
+ * an envelope a failed write left out would check later structs against it.
+ */
 export function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): StoreOp[] {
   const ops: StoreOp[] = [];
   for (const [client, from, to] of structRanges(parsed.structs)) {
     const entry = { from, to, feed: env.feed, seq: env.seq };
-    live.overlap.add(client, entry);
     ops.push({ type: 'put', space: Space.overlap, key: `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${from.toString(16).padStart(14, '0')}`, value: json.encode(entry) });
   }
   return ops;
+}
+
+/** Adds a stored envelope's struct ranges to the document's overlap index. */
+export function indexOverlaps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate): void {
+  for (const [client, from, to] of structRanges(parsed.structs)) live.overlap.add(client, { from, to, feed: env.feed, seq: env.seq });
+}
+
+/** A copy of a document's deferred deletions, to put back if the write that changed them fails. */
+export function copyDeferred(live: LiveDoc): LiveDoc['deferredDeletes'] {
+  return new Map([...live.deferredDeletes].map(([client, ranges]) => [client, ranges.map(([clock, len]) => [clock, len] as [number, number])]));
 }
 
 /** A snapshot: the Yjs state and the vector it covers, stored as the vector's JSON then the state. */

@@ -16,7 +16,7 @@ import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
 import { dependsOnDropped, firstMissingDeleted, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
 import { concatUpdates } from '../yjs/build.js';
-import { decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, overlapOps, splitByClients } from './doc-records.js';
+import { copyDeferred, decodeSnapshot, deferredKey, deferredOp, encodeSnapshot, indexOverlaps, overlapOps, splitByClients } from './doc-records.js';
 import type { Policy } from './policy.js';
 
 export interface DocsOptions {
@@ -178,6 +178,11 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   async #load(doc: DocName): Promise<LiveDoc> {
+    // A copy unloaded a moment ago may still be writing its snapshot: loading
+    // meanwhile would clear the parked structs that snapshot is reading (so it
+    // would cover envelopes without their structs), or read the store before
+    // an older snapshot lands over what this copy writes.
+    await this.#unloading.get(doc);
     const live = new LiveDoc(doc, {});
     await this.#fill(live, false);
     this.#live.set(doc, live);
@@ -206,7 +211,9 @@ export class Docs extends EventEmitter<DocsEvents> {
     // Parked pending structs are a cache of what the snapshot and the envelopes hold: start over.
     const stale: StoreOp[] = [];
     for await (const [key] of store.entries(Space.parked, `pending\u0000${doc}\u0000`)) stale.push({ type: 'del', space: Space.parked, key });
-    if (stale.length) await store.write(stale);
+    // Only a cleanup (what is parked is found by the keys this load writes, and the next load clears
+    // any left): a store that cannot write just now (a full disk) must not stop the document loading for reads.
+    if (stale.length) await store.write(stale).catch((err: unknown) => this.#log.warn({ err, doc }, 'clearing parked structs of an earlier load failed; the next load clears them'));
     live.parked = [];
     for await (const [key, value] of store.entries(Space.overlap, doc + '\u0000')) {
       const [, client] = key.split('\u0000');
@@ -373,6 +380,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     const joined = joinTypingIn(live.ydoc, merged, mergedParsed, [...refusedRanges, ...parkedRanges(live)]);
     const parsed = joined === merged ? mergedParsed : parseUpdate(joined);
     const before = deferredKey(live);
+    const saved = copyDeferred(live);
     // Whether what gets applied can only be what this batch's one author sent (no
     // deferred deletion of another app's is flushed into it, no pending struct of
     // anyone else's can resolve): then that author needs no copy back.
@@ -380,10 +388,28 @@ export class Docs extends EventEmitter<DocsEvents> {
     // Deletions that only dropped envelopes made are not signed when they come with dropped structs.
     const signed = newPart(live, joined, refusedRanges, launders ? live.droppedDeletes : undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live), parsed);
     // Deferred deletions are acknowledged with the write: durable in the same batch.
-    const deferredOps: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
-    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, deferredOps, author);
-    else await this.#o.store.write(deferredOps);
+    await this.#commitDeferred(live, before, saved, (ops) => (signed ? this.#commitLocal(live, signed.update, signed.parsed, ops, author) : this.#o.store.write(ops)));
     return { ...live.vector };
+  }
+
+  /**
+   * Runs a commit that carries the document's deferred deletions (changed
+   * from `before` by newPart). If it fails, they are put back as they were
+   * (`saved`), as the store holds them: a deletion acknowledged earlier and
+   * taken out for a write that failed must not be forgotten. As a failed
+   * write may still have reached the store, the next commit writes them
+   * whether or not they changed.
+   */
+  async #commitDeferred(live: LiveDoc, before: string, saved: LiveDoc['deferredDeletes'], commit: (ops: StoreOp[]) => Promise<void>): Promise<void> {
+    const ops: StoreOp[] = deferredKey(live) === before && !live.deferredUnsure ? [] : [deferredOp(live)];
+    try {
+      await commit(ops);
+    } catch (err) {
+      live.deferredDeletes = saved;
+      live.deferredUnsure = true;
+      throw err;
+    }
+    if (ops.length) live.deferredUnsure = false;
   }
 
   /**
@@ -413,6 +439,7 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     const vector = { ...live.vector, [this.#ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
+    for (const [i, env] of envs.entries()) indexOverlaps(live, env, parts[i]!.parsed);
     live.vector = vector;
     // Durable and counted: peers get it before the local apply, which does not change what they are sent.
     this.#forward(live, envs, undefined);
@@ -567,6 +594,7 @@ export class Docs extends EventEmitter<DocsEvents> {
       if (jwk) ops.push({ type: 'put', space: Space.originKey, key: origin, value: json.encode(jwk) });
     }
     await this.#o.store.write(ops);
+    for (const a of accepted) indexOverlaps(live, a.env, a.parsed);
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
     for (const a of accepted) {
       if (this.#treatment(a.env) === 'quarantine') {
@@ -791,10 +819,9 @@ export class Docs extends EventEmitter<DocsEvents> {
   async #flushDeferred(live: LiveDoc): Promise<void> {
     const empty = new Uint8Array([0, 0]);
     const before = deferredKey(live);
+    const saved = copyDeferred(live);
     const signed = newPart(live, empty, [], undefined, this.#o.maxDeferredRanges, () => this.#deferredOverflow(live));
-    const ops: StoreOp[] = deferredKey(live) === before ? [] : [deferredOp(live)];
-    if (signed) await this.#commitLocal(live, signed.update, signed.parsed, ops);
-    else await this.#o.store.write(ops);
+    await this.#commitDeferred(live, before, saved, (ops) => (signed ? this.#commitLocal(live, signed.update, signed.parsed, ops) : this.#o.store.write(ops)));
   }
 
   // ---- snapshots, unloading ----------------------------------------------
@@ -807,7 +834,9 @@ export class Docs extends EventEmitter<DocsEvents> {
       const parked: Uint8Array[] = [];
       for (const p of live.parked) {
         const bytes = await this.#o.store.get(Space.parked, p.key);
-        if (bytes) parked.push(Y.convertUpdateFormatV2ToV1(bytes));
+        // Without them the snapshot would cover their envelopes and lose their structs: better none.
+        if (!bytes) throw new StoreError(`parked structs of ${live.name} are missing from the store: no snapshot written`);
+        parked.push(Y.convertUpdateFormatV2ToV1(bytes));
       }
       state = mergeBounded([state, ...parked]);
     }
@@ -884,8 +913,14 @@ export class Docs extends EventEmitter<DocsEvents> {
     live.retired = true;
     this.#live.delete(live.name);
     this.#dropHeld(live);
-    await live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot of an unloaded document failed'));
+    const done = live.run(() => this.#snapshot(live)).catch((err) => this.#log.error({ err, doc: live.name }, 'snapshot of an unloaded document failed'));
+    this.#unloading.set(live.name, done);
+    await done;
+    if (this.#unloading.get(live.name) === done) this.#unloading.delete(live.name);
   }
+
+  /** Snapshots of unloaded documents still being written, by document. */
+  readonly #unloading = new Map<DocName, Promise<void>>();
 
   /** Snapshots every loaded document and stops the sweeper. */
   async stop(): Promise<void> {

@@ -60,6 +60,8 @@ export class LiveDoc {
   parked: ParkedPending[] = [];
   /** Deletions from local apps of items this node does not hold yet. */
   deferredDeletes: DeleteRanges = new Map();
+  /** A write of the deferred deletions failed: the store may hold them as they were, or as that write left them. */
+  deferredUnsure = false;
   readonly held = new Map<FeedKey, Map<number, HeldEnvelope>>();
   heldCount = 0;
   heldBytes = 0;
@@ -100,6 +102,7 @@ export class LiveDoc {
     this.droppedDeletes = [];
     this.vector = {};
     this.deferredDeletes = new Map();
+    this.deferredUnsure = false;
     this.parked = [];
     if (old.store.clients.size) old.destroy();
   }
