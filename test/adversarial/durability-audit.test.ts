@@ -333,3 +333,19 @@ describe('kill -9 of a node while it writes and replicates', () => {
     await last.stop();
   }, 180_000);
 });
+
+describe('a read while the store is unavailable', () => {
+  it('answers 503 (retry), on GET routes as on writes, not 500', async () => {
+    const stores = captureStores();
+    const node = await testNode('store-gone', { maxDocsInMemory: 1 });
+    expect((await postUpdate(node, 'g/one', appDoc().edit((d) => d.getText('t').insert(0, 'one')))).status).toBe(200);
+    expect((await postUpdate(node, 'g/two', appDoc().edit((d) => d.getText('t').insert(0, 'two')))).status).toBe(200);
+    // g/one was unloaded to make room for g/two: reading it loads it from a store that is gone.
+    await stores[0]!.close();
+    for (const path of ['/v1/docs/g%2Fone', '/v1/docs/g%2Fone/state', '/v1/docs/g%2Fone/authors']) {
+      const res = await fetch(`${node.api}${path}`, { headers: { authorization: `Bearer ${await node.token()}` } });
+      expect(res.status, path).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('store_unavailable');
+    }
+  });
+});
