@@ -186,10 +186,24 @@ export async function loadNodeConfig(dataDir: string): Promise<NodeConfig> {
   return parseNodeConfig(file, resolve(dataDir), text === undefined ? {} : parseJson(file, text));
 }
 
+/**
+ * Parses a config file's text. A leading byte order mark (some editors save
+ * UTF-8 with one) is skipped; a syntax error says where, by line and column.
+ */
 export function parseJson(file: string, text: string): unknown {
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
   try {
-    return JSON.parse(text);
+    return JSON.parse(body);
   } catch (err) {
-    throw new ConfigError(file, '$', `not valid JSON (${(err as Error).message})`);
+    const message = (err as Error).message;
+    const at = /at position (\d+)/.exec(message);
+    const where = at ? ` at ${lineColumn(body, Number(at[1]))}` : '';
+    throw new ConfigError(file, '$', `not valid JSON${where} (${message})`);
   }
+}
+
+function lineColumn(text: string, position: number): string {
+  const before = text.slice(0, position);
+  const line = before.split('\n').length;
+  return `line ${line}, column ${position - before.lastIndexOf('\n')}`;
 }

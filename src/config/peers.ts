@@ -52,6 +52,8 @@ const publicKey = z
     if (k.kty !== 'OKP') return void ctx.addIssue({ code: 'custom', message: `kty ${JSON.stringify(k.kty)} is not accepted: Tessera keys are Ed25519 (kty "OKP", crv "Ed25519")` });
     if (k.crv !== 'Ed25519') return void ctx.addIssue({ code: 'custom', message: `crv ${JSON.stringify(k.crv)} is not accepted: Tessera keys are Ed25519` });
     if (typeof k.x !== 'string' || !B64U_32.test(k.x)) return void ctx.addIssue({ code: 'custom', message: 'x must be a 32-byte base64url Ed25519 public key' });
+    // The id is a hash of x as written: a second spelling of the same key would be a second id for one node.
+    if (Buffer.from(k.x, 'base64url').toString('base64url') !== k.x) return void ctx.addIssue({ code: 'custom', message: 'x is not canonical base64url (its last character carries stray bits); copy the key from "tessera id --json"' });
     const extra = Object.keys(k).filter((key) => !['kty', 'crv', 'x', 'alg', 'kid', 'use'].includes(key));
     if (extra.length) ctx.addIssue({ code: 'custom', message: `unknown JWK member "${extra[0]}"` });
   })
@@ -65,14 +67,25 @@ const glob = z.string().superRefine((g, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: `invalid glob ${JSON.stringify(g)}: ${problem}` });
 });
 
-const url = z.string().refine((u) => {
+/** Why a peer URL cannot be dialled as written, or undefined. */
+function urlProblem(u: string): string | undefined {
+  let parsed: URL;
   try {
-    const parsed = new URL(u);
-    return (parsed.protocol === 'ws:' || parsed.protocol === 'wss:') && parsed.hostname !== '';
+    parsed = new URL(u);
   } catch {
-    return false;
+    return 'url must be a ws:// or wss:// URL';
   }
-}, { message: 'url must be a ws:// or wss:// URL' });
+  if ((parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') || parsed.hostname === '') return 'url must be a ws:// or wss:// URL';
+  // Peers prove who they are by key; a password here would be sent to whoever answers and shown in /v1/status.
+  if (parsed.username !== '' || parsed.password !== '') return 'url must not carry a user name or password (peers authenticate by key)';
+  if (u.includes('#')) return 'url must not have a #fragment (a WebSocket URL cannot)';
+  return undefined;
+}
+
+const url = z.string().superRefine((u, ctx) => {
+  const problem = urlProblem(u);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const cutoff = z
   .record(z.string(), z.record(z.string().regex(FEED_KEY, 'expected "<origin id>:<feed>"'), z.number().int().min(0)))

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { NodeId } from '../types.js';
@@ -12,11 +13,17 @@ export interface ConfigWatcherEvents {
   grants: [file: GrantsFile];
 }
 
+/** Why a reload runs: an event naming a config file, any other event in a watched folder, a vanished file's second look, or SIGHUP. */
+type Trigger = 'named' | 'other' | 'missing' | 'forced';
+
 /**
  * Keeps the peers and grants files live. Watches their *folders* (editors and
  * `tessera peers add` replace files by rename, which a watch on the file
- * misses), debounces, and reloads on demand (SIGHUP). A file that fails to
- * validate is logged with the exact problem; the last good one stays.
+ * misses), and the folder of a symlink's target too; debounces, and reloads
+ * on demand (SIGHUP). A file that fails to validate is logged with the exact
+ * problem; the last good one stays. A file that vanishes (an editor's
+ * backup-and-swap, or a delete then a copy) is taken as empty only if it is
+ * still missing a moment later.
  */
 export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #peers: PeersConfig;
@@ -26,11 +33,20 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   readonly #selfId: NodeId;
   readonly #log: Logger;
   readonly #debounceMs: number;
-  #watchers: FSWatcher[] = [];
+  readonly #missingGraceMs: number;
+  /** Watched folder → its watch and the entry names in it that concern us. */
+  #watchers = new Map<string, { watcher: FSWatcher; names: Set<string>; ino: number }>();
+  #wanted = new Map<string, Set<string>>();
   #timer: NodeJS.Timeout | undefined;
+  #trigger: Trigger | undefined;
+  #rearm: NodeJS.Timeout | undefined;
+  #missingTimer: NodeJS.Timeout | undefined;
+  #reported = new Set<string>();
+  #signature = '';
+  #started = false;
   #reloading: Promise<void> = Promise.resolve();
 
-  constructor(opts: { peersFile: string; grantsFile: string; selfId: NodeId; peers: PeersConfig; grants: GrantsFile; log: Logger; debounceMs?: number }) {
+  constructor(opts: { peersFile: string; grantsFile: string; selfId: NodeId; peers: PeersConfig; grants: GrantsFile; log: Logger; debounceMs?: number; missingGraceMs?: number }) {
     super();
     this.#peersFile = opts.peersFile;
     this.#grantsFile = opts.grantsFile;
@@ -39,6 +55,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     this.#grants = opts.grants;
     this.#log = opts.log.child({ component: 'config' });
     this.#debounceMs = opts.debounceMs ?? 100;
+    this.#missingGraceMs = opts.missingGraceMs ?? 1000;
   }
 
   get peers(): PeersConfig {
@@ -50,41 +67,150 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   }
 
   start(): void {
-    const names = new Set([basename(this.#peersFile), basename(this.#grantsFile)]);
-    for (const dir of new Set([dirname(this.#peersFile), dirname(this.#grantsFile)])) {
-      let w: FSWatcher;
-      try {
-        w = watch(dir, { persistent: false }, (_event, file) => {
-          if (file === null || names.has(String(file))) this.#schedule();
-        });
-      } catch (err) {
-        // A folder that does not exist yet (a missing peers file is an empty one) must not stop the node.
-        this.#log.error({ err, dir }, 'cannot watch config folder; SIGHUP still reloads');
-        continue;
-      }
-      w.on('error', (err) => this.#log.error({ err, dir }, 'cannot watch config folder; SIGHUP still reloads'));
-      this.#watchers.push(w);
-    }
+    this.#started = true;
+    this.#wanted = new Map();
+    for (const file of [this.#peersFile, this.#grantsFile]) this.#want(file);
+    this.#arm();
+    void this.#followLinks();
   }
 
   stop(): void {
-    for (const w of this.#watchers) w.close();
-    this.#watchers = [];
+    this.#started = false;
+    for (const { watcher } of this.#watchers.values()) watcher.close();
+    this.#watchers.clear();
     clearTimeout(this.#timer);
-  }
-
-  #schedule(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.reload(), this.#debounceMs);
+    clearTimeout(this.#missingTimer);
+    clearInterval(this.#rearm);
+    this.#rearm = undefined;
   }
 
   /** Re-reads both files now; resolves once any change has been emitted. */
   reload(): Promise<void> {
-    this.#reloading = this.#reloading.then(() => this.#reloadNow());
+    return this.#enqueue('forced');
+  }
+
+  #enqueue(trigger: Trigger): Promise<void> {
+    this.#reloading = this.#reloading.then(() => this.#reloadNow(trigger));
     return this.#reloading;
   }
 
-  async #reloadNow(): Promise<void> {
+  #want(file: string): void {
+    const dir = dirname(file);
+    const names = this.#wanted.get(dir) ?? new Set<string>();
+    names.add(basename(file));
+    this.#wanted.set(dir, names);
+  }
+
+  /** Watches every wanted folder not watched yet; one that cannot be watched (not there yet, or gone) is tried again each second. */
+  #arm(): void {
+    let missing = false;
+    for (const [dir, names] of this.#wanted) {
+      const current = this.#watchers.get(dir);
+      if (current) {
+        current.names = names;
+        continue;
+      }
+      let w: FSWatcher;
+      let ino: number;
+      try {
+        ino = statSync(dir).ino;
+        w = watch(dir, { persistent: false }, (_event, file) => this.#onEvent(dir, file === null ? null : String(file)));
+      } catch (err) {
+        missing = true;
+        // A folder that does not exist yet (a missing peers file is an empty one) must not stop the node.
+        if (!this.#reported.has(dir)) this.#log.error({ err, dir }, 'cannot watch config folder; watching again once it exists, SIGHUP still reloads');
+        this.#reported.add(dir);
+        continue;
+      }
+      w.on('error', (err) => {
+        this.#log.error({ err, dir }, 'config folder watch failed; watching it again');
+        this.#unwatch(dir);
+      });
+      this.#watchers.set(dir, { watcher: w, names, ino });
+      if (this.#reported.delete(dir)) {
+        this.#log.info({ dir }, 'watching config folder');
+        this.#schedule('named');
+      }
+    }
+    for (const dir of [...this.#watchers.keys()]) if (!this.#wanted.has(dir)) this.#unwatch(dir, false);
+    if (missing && this.#rearm === undefined) {
+      this.#rearm = setInterval(() => this.#arm(), 1000);
+      this.#rearm.unref();
+    } else if (!missing && this.#rearm !== undefined) {
+      clearInterval(this.#rearm);
+      this.#rearm = undefined;
+    }
+  }
+
+  #unwatch(dir: string, rearm = true): void {
+    this.#watchers.get(dir)?.watcher.close();
+    this.#watchers.delete(dir);
+    if (rearm && this.#started) {
+      this.#reported.add(dir);
+      this.#arm();
+    }
+  }
+
+  #lost(dir: string): void {
+    if (this.#watchers.get(dir) === undefined) return;
+    this.#log.warn({ dir }, 'config folder was removed or replaced; watching it again once it exists');
+    this.#unwatch(dir);
+  }
+
+  #onEvent(dir: string, file: string | null): void {
+    const entry = this.#watchers.get(dir);
+    if (!entry) return;
+    // The folder itself was deleted or moved away (maybe replaced by another): this watch sees nothing more.
+    if (file === basename(dir)) {
+      void stat(dir).then(
+        (s) => s.ino !== entry.ino && this.#lost(dir),
+        () => this.#lost(dir),
+      );
+    }
+    this.#schedule(file === null || entry.names.has(file) ? 'named' : 'other');
+  }
+
+  #schedule(trigger: Trigger): void {
+    if (this.#trigger !== 'named') this.#trigger = trigger;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      const t = this.#trigger ?? 'other';
+      this.#trigger = undefined;
+      void this.#enqueue(t);
+    }, this.#debounceMs);
+  }
+
+  /** A config file that is a symlink: also watch the folder of what it points to, as it is now. */
+  async #followLinks(): Promise<void> {
+    const wanted = new Map<string, Set<string>>();
+    const prev = this.#wanted;
+    this.#wanted = wanted;
+    for (const file of [this.#peersFile, this.#grantsFile]) {
+      this.#want(file);
+      const real = await realpath(file).catch(() => undefined);
+      if (real !== undefined && real !== file) this.#want(real);
+    }
+    if (!this.#started) return void (this.#wanted = prev);
+    this.#arm();
+  }
+
+  /** What identifies both files' current contents, following symlinks. */
+  async #currentSignature(): Promise<string> {
+    const one = (f: string) =>
+      stat(f).then(
+        (s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
+        (err: NodeJS.ErrnoException) => String(err.code),
+      );
+    return `${await one(this.#peersFile)}|${await one(this.#grantsFile)}`;
+  }
+
+  async #reloadNow(trigger: Trigger): Promise<void> {
+    const signature = await this.#currentSignature();
+    // An event about something else in the folder (a symlink swapped in a mounted config, say) matters only if a file changed.
+    if (trigger === 'other' && signature === this.#signature) return;
+    this.#signature = signature;
+    if (trigger !== 'forced' && trigger !== 'missing' && (await this.#vanished())) return;
+    clearTimeout(this.#missingTimer);
     try {
       const next = await loadPeers(this.#peersFile, this.#selfId);
       const diff = diffPeers(this.#peers, next);
@@ -109,6 +235,25 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     } catch (err) {
       this.#logInvalid(err, this.#grantsFile);
     }
+    if (this.#started) await this.#followLinks();
+  }
+
+  /**
+   * A file in force that is missing now is most likely mid-save: look again
+   * after a grace period before taking it as empty (SIGHUP does not wait).
+   */
+  async #vanished(): Promise<boolean> {
+    const gone = async (file: string, inForce: boolean) => inForce && (await stat(file).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOENT'));
+    const files = [
+      (await gone(this.#peersFile, this.#peers.peers.length > 0 || this.#peers.authorities.length > 0)) ? this.#peersFile : undefined,
+      (await gone(this.#grantsFile, this.#grants.grants.length > 0 || this.#grants.revocations.length > 0)) ? this.#grantsFile : undefined,
+    ].filter((f) => f !== undefined);
+    if (!files.length) return false;
+    this.#log.warn({ files, graceMs: this.#missingGraceMs }, 'config file missing; taken as empty if it is still missing after the grace period');
+    clearTimeout(this.#missingTimer);
+    this.#missingTimer = setTimeout(() => void this.#enqueue('missing'), this.#missingGraceMs);
+    this.#missingTimer.unref();
+    return true;
   }
 
   #logInvalid(err: unknown, file: string): void {
