@@ -11,8 +11,13 @@ export type FeedId = Brand<string, 'FeedId'>;
 /** `<iss>:<feed>`: the key of a feed in vectors and stores. */
 export type FeedKey = Brand<string, 'FeedKey'>;
 
-/** 32 bytes in unpadded base64url: node ids, Ed25519 key parts, SHA-256 hashes, nonces. */
-export const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * 32 bytes in canonical unpadded base64url (node ids, Ed25519 key parts,
+ * SHA-256 hashes, nonces): 43 characters, the last of which carries 4 bits
+ * (its low 2 bits are zero). Another spelling decodes to the same bytes, and
+ * a key spelt two ways would hash to two node ids.
+ */
+export const B64U_32 = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 /** An Ed25519 public key as a JWK (no private part). */
 export interface PublicJwk {

@@ -51,9 +51,9 @@ const publicKey = z
     if ('d' in k) return void ctx.addIssue({ code: 'custom', message: 'holds private key material ("d"); a peers file takes public keys only' });
     if (k.kty !== 'OKP') return void ctx.addIssue({ code: 'custom', message: `kty ${JSON.stringify(k.kty)} is not accepted: Tessera keys are Ed25519 (kty "OKP", crv "Ed25519")` });
     if (k.crv !== 'Ed25519') return void ctx.addIssue({ code: 'custom', message: `crv ${JSON.stringify(k.crv)} is not accepted: Tessera keys are Ed25519` });
-    if (typeof k.x !== 'string' || !B64U_32.test(k.x)) return void ctx.addIssue({ code: 'custom', message: 'x must be a 32-byte base64url Ed25519 public key' });
+    if (typeof k.x !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(k.x)) return void ctx.addIssue({ code: 'custom', message: 'x must be a 32-byte base64url Ed25519 public key' });
     // The id is a hash of x as written: a second spelling of the same key would be a second id for one node.
-    if (Buffer.from(k.x, 'base64url').toString('base64url') !== k.x) return void ctx.addIssue({ code: 'custom', message: 'x is not canonical base64url (its last character carries stray bits); copy the key from "tessera id --json"' });
+    if (!B64U_32.test(k.x)) return void ctx.addIssue({ code: 'custom', message: 'x is not canonical base64url (its last character carries stray bits); copy the key from "tessera id --json"' });
     const extra = Object.keys(k).filter((key) => !['kty', 'crv', 'x', 'alg', 'kid', 'use'].includes(key));
     if (extra.length) ctx.addIssue({ code: 'custom', message: `unknown JWK member "${extra[0]}"` });
   })
