@@ -96,7 +96,7 @@ export class Daemon {
     });
     const cleanup: (() => Promise<void>)[] = [() => store.close()];
     try {
-      const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log });
+      const watcher = new ConfigWatcher({ peersFile: config.peersFile, grantsFile: config.grantsFile, selfId: identity.id, peers: peersConfig, grants, log, nodeConfig: config });
       let peersNow = peersConfig;
       const trust = new Trust({ store, peers: () => peersNow, log, now });
       await trust.start();

@@ -7,6 +7,7 @@ import type { NodeId } from '../types.js';
 import { ConfigError } from '../errors.js';
 import { diffPeers, isEmptyDiff, loadPeers, type PeersConfig, type PeersDiff } from './peers.js';
 import { loadGrantsFile, type GrantsFile } from './grants-file.js';
+import { loadNodeConfig, type NodeConfig } from './node-config.js';
 
 export interface ConfigWatcherEvents {
   peers: [config: PeersConfig, diff: PeersDiff];
@@ -30,6 +31,9 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #grants: GrantsFile;
   readonly #peersFile: string;
   readonly #grantsFile: string;
+  /** The running tessera.json: read at start only, so a change to it is reported, not applied. */
+  readonly #node: NodeConfig | undefined;
+  #nodeReported = '';
   readonly #selfId: NodeId;
   readonly #log: Logger;
   readonly #debounceMs: number;
@@ -46,10 +50,11 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #started = false;
   #reloading: Promise<void> = Promise.resolve();
 
-  constructor(opts: { peersFile: string; grantsFile: string; selfId: NodeId; peers: PeersConfig; grants: GrantsFile; log: Logger; debounceMs?: number; missingGraceMs?: number }) {
+  constructor(opts: { peersFile: string; grantsFile: string; selfId: NodeId; peers: PeersConfig; grants: GrantsFile; log: Logger; debounceMs?: number; missingGraceMs?: number; nodeConfig?: NodeConfig }) {
     super();
     this.#peersFile = opts.peersFile;
     this.#grantsFile = opts.grantsFile;
+    this.#node = opts.nodeConfig;
     this.#selfId = opts.selfId;
     this.#peers = opts.peers;
     this.#grants = opts.grants;
@@ -69,7 +74,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   start(): void {
     this.#started = true;
     this.#wanted = new Map();
-    for (const file of [this.#peersFile, this.#grantsFile]) this.#want(file);
+    for (const file of this.#files()) this.#want(file);
     this.#arm();
     void this.#followLinks();
   }
@@ -185,7 +190,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     const wanted = new Map<string, Set<string>>();
     const prev = this.#wanted;
     this.#wanted = wanted;
-    for (const file of [this.#peersFile, this.#grantsFile]) {
+    for (const file of this.#files()) {
       this.#want(file);
       const real = await realpath(file).catch(() => undefined);
       if (real !== undefined && real !== file) this.#want(real);
@@ -201,7 +206,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
         (s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
         (err: NodeJS.ErrnoException) => String(err.code),
       );
-    return `${await one(this.#peersFile)}|${await one(this.#grantsFile)}`;
+    return (await Promise.all(this.#files().map(one))).join('|');
   }
 
   async #reloadNow(trigger: Trigger): Promise<void> {
@@ -235,7 +240,29 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     } catch (err) {
       this.#logInvalid(err, this.#grantsFile);
     }
+    await this.#checkNodeConfig();
     if (this.#started) await this.#followLinks();
+  }
+
+  /** The files watched: the peers and grants files, and tessera.json when known. */
+  #files(): string[] {
+    return [this.#peersFile, this.#grantsFile, ...(this.#node ? [this.#node.file] : [])];
+  }
+
+  /** tessera.json is read at start: say once when it changed (which keys need a restart), or when it became invalid. */
+  async #checkNodeConfig(): Promise<void> {
+    if (!this.#node) return;
+    let report: string;
+    try {
+      const next = await loadNodeConfig(this.#node.dataDir);
+      const keys = (Object.keys(next) as (keyof NodeConfig)[]).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.#node![k]));
+      report = keys.join(',');
+      if (report !== this.#nodeReported && keys.length) this.#log.warn({ file: this.#node.file, keys }, 'tessera.json changed; restart the node to apply it');
+    } catch (err) {
+      report = err instanceof ConfigError ? `invalid:${err.path}:${err.message}` : 'unreadable';
+      if (report !== this.#nodeReported) this.#logInvalid(err, this.#node.file);
+    }
+    this.#nodeReported = report;
   }
 
   /**

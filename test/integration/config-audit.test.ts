@@ -329,3 +329,25 @@ describe('§8 tessera peers add/remove edit the file safely', () => {
     expect(await node.stop()).toBe(0);
   });
 });
+
+describe('§2 tessera.json edited while the node runs', () => {
+  it('is not applied, and the node says once which keys need a restart, or where the file became invalid', async () => {
+    const node = await testNode('edited');
+    const file = join(node.dir, 'tessera.json');
+    const original = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    const from = node.lines.length;
+    await writeByRename(file, { ...original, maxDocsInMemory: 7, heartbeatInterval: '3s' });
+    const changed = await logLine(node, (l) => String(l.msg).startsWith('tessera.json changed'), 'the restart warning', from);
+    expect(changed.keys).toEqual(['maxDocsInMemory', 'heartbeatInterval']);
+    expect(node.daemon.config.maxDocsInMemory).not.toBe(7);
+
+    await writeByRename(file, '{ "name": "edited", "maxDocsInMemory": 0 }');
+    const invalid = await logLine(node, (l) => String(l.msg).startsWith('invalid config') && l.path === '$.maxDocsInMemory', 'the invalid tessera.json logged', from);
+    expect(invalid.file).toBe(file);
+
+    // Back as it was: nothing more to say, and nothing said twice.
+    await writeByRename(file, original);
+    await node.daemon.reload();
+    expect(node.lines.slice(from).filter((l) => String(l.msg).startsWith('tessera.json changed'))).toHaveLength(1);
+  });
+});
