@@ -214,10 +214,14 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     // An event about something else in the folder (a symlink swapped in a mounted config, say) matters only if a file changed.
     if (trigger === 'other' && signature === this.#signature) return;
     this.#signature = signature;
-    if (trigger !== 'forced' && trigger !== 'missing' && (await this.#vanished())) return;
+    // A file in force that is missing waits out the grace period (SIGHUP and the grace's own look do not).
+    const waits = trigger !== 'forced' && trigger !== 'missing';
+    if (waits && (await this.#vanished())) return;
     clearTimeout(this.#missingTimer);
     try {
+      // The file may also vanish between that look and this read (an editor saving just then): an empty result gets the same grace.
       const next = await loadPeers(this.#peersFile, this.#selfId);
+      if (waits && next.peers.length === 0 && next.authorities.length === 0 && (await this.#vanished())) return;
       const diff = diffPeers(this.#peers, next);
       if (!isEmptyDiff(diff)) {
         this.#peers = next;
@@ -232,6 +236,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     }
     try {
       const next = await loadGrantsFile(this.#grantsFile);
+      if (waits && next.grants.length === 0 && next.revocations.length === 0 && (await this.#vanished())) return;
       if (JSON.stringify(next) !== JSON.stringify(this.#grants)) {
         this.#grants = next;
         this.#log.info({ grants: next.grants.length, revocations: next.revocations.length }, 'grants file reloaded');
