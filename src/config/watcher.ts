@@ -218,6 +218,8 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     const waits = trigger !== 'forced' && trigger !== 'missing';
     if (waits && (await this.#vanished())) return;
     clearTimeout(this.#missingTimer);
+    // Watch where a symlink points now before reading it: an edit there after this read is then seen.
+    if (this.#started) await this.#followLinks();
     try {
       // The file may also vanish between that look and this read (an editor saving just then): an empty result gets the same grace.
       const next = await loadPeers(this.#peersFile, this.#selfId);
@@ -246,7 +248,6 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       this.#logInvalid(err, this.#grantsFile);
     }
     await this.#checkNodeConfig();
-    if (this.#started) await this.#followLinks();
   }
 
   /** The files watched: the peers and grants files, and tessera.json when known. */
