@@ -175,22 +175,27 @@ export class Daemon {
       daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy, yjs });
       const d = daemon;
       docs.on('alarm', (alarm) => d.#raise(alarm));
+      // What follows a reload runs one reload at a time, in order: two quick saves must not interleave their trust refreshes.
+      let applying: Promise<void> = Promise.resolve();
+      const apply = (what: string, work: () => Promise<void>) => {
+        applying = applying.then(work).catch((err: unknown) => log.error({ err }, `applying the new ${what} failed`));
+      };
       watcher.on('peers', (next, diff) => {
         peersNow = next;
         peers.applyPeers(next, diff);
-        void trust
-          .refresh()
-          .then(() => peers.recheck())
-          .then(() => sync.refresh())
-          .catch((err: unknown) => log.error({ err }, 'applying the new peers file failed'));
+        apply('peers file', async () => {
+          await trust.refresh();
+          await peers.recheck();
+          await sync.refresh();
+        });
       });
       watcher.on('grants', (file) => {
-        void (async () => {
+        apply('grants file', async () => {
           await trust.addGrants(file.grants, { presenter: identity.id });
           await trust.addRevocations(file.revocations, { local: true });
           sync.sendGrants(file.grants, trust.rawRevocations());
           d.#checkOwnGrant();
-        })().catch((err: unknown) => log.error({ err }, 'applying the new grants file failed'));
+        });
       });
       docs.on('rebuilt', (doc) => yjs.closeDoc(doc, WsClose.reload, 'document rebuilt after a revocation; reload'));
       d.#checkOwnGrant();
