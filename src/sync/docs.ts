@@ -229,7 +229,7 @@ export class Docs extends EventEmitter<DocsEvents> {
         if (this.#treatment(env) !== 'apply') continue;
         try {
           const parsed = parseUpdate(env.update);
-          const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed));
+          const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed), env);
           this.#alarmEquivocation(live, refused, undefined);
           Y.applyUpdate(live.ydoc, update);
         } catch (err) {
@@ -420,6 +420,7 @@ export class Docs extends EventEmitter<DocsEvents> {
   async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = [], author?: object): Promise<void> {
     const parts = splitByClients(update, parsed);
     const envs: StoredEnvelope[] = [];
+    const ats: number[] = [];
     const ops: StoreOp[] = [];
     let seq = live.vector[this.#ownFeed] ?? 0;
     for (const part of parts) {
@@ -435,11 +436,12 @@ export class Docs extends EventEmitter<DocsEvents> {
       };
       const env: StoredEnvelope = { doc: live.name, feed: this.#ownFeed, seq, token: signEnvelope(claims, this.#o.identity.privateKey), update: part.update };
       envs.push(env);
-      ops.push(...overlapOps(live, env, part.parsed));
+      ats.push(this.#arrival());
+      ops.push(...overlapOps(live, env, part.parsed, ats[ats.length - 1]!));
     }
     const vector = { ...live.vector, [this.#ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
-    for (const [i, env] of envs.entries()) indexOverlaps(live, env, parts[i]!.parsed);
+    for (const [i, env] of envs.entries()) indexOverlaps(live, env, parts[i]!.parsed, ats[i]!);
     live.vector = vector;
     // Durable and counted: peers get it before the local apply, which does not change what they are sent.
     this.#forward(live, envs, undefined);
@@ -587,14 +589,16 @@ export class Docs extends EventEmitter<DocsEvents> {
     }
     if (!accepted.length) return;
     const ops: StoreOp[] = envelopeOps(accepted.map((a) => a.env), new Map([[live.name, vector]]));
-    for (const a of accepted) ops.push(...overlapOps(live, a.env, a.parsed));
+    // In the order they are kept: a struct is checked against the first envelope here that carried its clocks.
+    const ats = accepted.map(() => this.#arrival());
+    for (const [i, a] of accepted.entries()) ops.push(...overlapOps(live, a.env, a.parsed, ats[i]!));
     for (const origin of new Set(accepted.map((a) => feedOrigin(a.env.feed)))) {
       if (this.#remembered.has(origin)) continue;
       const jwk = this.#o.policy.authorJwk(origin);
       if (jwk) ops.push({ type: 'put', space: Space.originKey, key: origin, value: json.encode(jwk) });
     }
     await this.#o.store.write(ops);
-    for (const a of accepted) indexOverlaps(live, a.env, a.parsed);
+    for (const [i, a] of accepted.entries()) indexOverlaps(live, a.env, a.parsed, ats[i]!);
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
     for (const a of accepted) {
       if (this.#treatment(a.env) === 'quarantine') {
@@ -605,7 +609,7 @@ export class Docs extends EventEmitter<DocsEvents> {
         // Another origin re-carries dropped content: it is now its attributable author.
         this.emit('alarm', { doc: live.name, kind: 'relaundered', origins: [feedOrigin(a.env.feed)], peer: from });
       }
-      const { update, refused } = await filterOverlaps(this.#o.store, live, a.parsed, a.env.update, feedOrigin(a.env.feed));
+      const { update, refused } = await filterOverlaps(this.#o.store, live, a.parsed, a.env.update, feedOrigin(a.env.feed), a.env);
       this.#alarmEquivocation(live, refused, from);
       if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
       try {
@@ -745,6 +749,17 @@ export class Docs extends EventEmitter<DocsEvents> {
   }
 
   #parkSeq = 0;
+
+  /**
+   * Arrival order of kept envelopes, for the overlap index: increasing in
+   * this process, and after a restart above what came before (it starts
+   * from the clock, in 1/1024 ms).
+   */
+  #arrived = 0;
+  #arrival(): number {
+    this.#arrived = Math.max(this.#arrived + 1, Date.now() * 1024);
+    return this.#arrived;
+  }
 
   #deferredOverflow(live: LiveDoc): void {
     this.#log.warn({ doc: live.name }, 'deletions waiting for their items passed their bound: the oldest client\'s were dropped');

@@ -1,11 +1,10 @@
-import * as Y from 'yjs';
-import type { NodeId } from '../types.js';
+import type { FeedKey, NodeId } from '../types.js';
 import type { Store } from '../store/store.js';
 import { readEnvelope } from '../store/records.js';
 import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate } from '../yjs/build.js';
 import type { LiveDoc, RefusedPart } from './live-doc.js';
-import { feedOrigin, structsByClient, unitAt } from './overlap.js';
+import { feedOrigin, structsByClient, unitAt, type OverlapEntry } from './overlap.js';
 
 /** A held envelope's update, its structs indexed by client and sorted by clock. */
 type Held = { source: Uint8Array; byClient: Map<number, ParsedStruct[]> };
@@ -15,19 +14,27 @@ type Held = { source: Uint8Array; byClient: Map<number, ParsedStruct[]> };
  * already holds under the same (client, clock) must be the same. A struct
  * that differs is left out of the update to apply, and reported with both
  * origins; identical ones (an app that failed over between nodes) pass.
+ *
+ * Each clock is compared with the first envelope that carried it here (the
+ * overlap index keeps when each arrived), not with every one: a copy of what
+ * was kept passes though a refused version also carried those clocks, and a
+ * document replayed from its envelopes (in feed order, not arrival order)
+ * keeps the same version it kept when they arrived. `self` is the envelope
+ * being applied, when it is one: where it is the first carrier, it is what
+ * is kept.
  */
-export async function filterOverlaps(store: Store, live: LiveDoc, parsed: ParsedUpdate, update: Uint8Array, origin: NodeId): Promise<{ update: Uint8Array; refused: RefusedPart[] }> {
+export async function filterOverlaps(store: Store, live: LiveDoc, parsed: ParsedUpdate, update: Uint8Array, origin: NodeId, self?: { readonly feed: FeedKey; readonly seq: number }): Promise<{ update: Uint8Array; refused: RefusedPart[] }> {
   const refused: RefusedPart[] = [];
   const keep: ParsedStruct[] = [];
-  const cache = new Map<string, Held>();
+  const cache = new Map<string, Held | null>();
   for (const s of parsed.structs) {
     if (s.kind === 10) continue;
-    const held = Y.getState(live.ydoc.store, s.client);
-    if (s.clock >= held) {
+    const entries = live.overlap.find(s.client, s.clock, s.clock + s.length);
+    if (!entries.length) {
       keep.push(s);
       continue;
     }
-    const other = await mismatch(store, live, s, update, Math.min(held, s.clock + s.length), cache);
+    const other = await mismatch(store, live, s, update, entries, self, cache);
     if (other === undefined) keep.push(s);
     else refused.push({ client: s.client, from: s.clock, to: s.clock + s.length, reason: 'equivocation', origins: [origin, other] });
   }
@@ -37,36 +44,56 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
 }
 
 /**
- * The origin of a held struct that differs from `s` in [s.clock, until), or
- * undefined if all match. Linear in the clock units compared (a held
- * envelope's structs are found by binary search), so a whole document sent
- * again costs about what it cost the first time.
+ * The origin of the first carrier of a clock of `s` whose struct there
+ * differs from `s`, or undefined if all match. Linear in the clock units
+ * compared (a held envelope's structs are found by binary search), so a
+ * whole document sent again costs about what it cost the first time.
  */
-async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Uint8Array, until: number, cache: Map<string, Held>): Promise<string | undefined> {
-  for (const entry of live.overlap.find(s.client, s.clock, until)) {
-    const k = `${entry.feed}#${entry.seq}`;
-    let held = cache.get(k);
-    if (!held) {
-      const env = await readEnvelope(store, live.name, entry.feed, entry.seq);
-      if (!env) continue;
-      held = { source: env.update, byClient: structsByClient(parseUpdate(env.update).structs) };
-      cache.set(k, held);
+async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Uint8Array, entries: readonly OverlapEntry[], self: { readonly feed: FeedKey; readonly seq: number } | undefined, cache: Map<string, Held | null>): Promise<string | undefined> {
+  // Oldest first; entries kept before arrival order was (no `at`) count as the oldest, in index order.
+  const byArrival = [...entries].sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
+  const end = s.clock + s.length;
+  for (let clock = s.clock; clock < end; ) {
+    const first = byArrival.find((e) => e.from <= clock && clock < e.to);
+    if (!first) {
+      // Not carried here yet: new content. Up to where some entry starts.
+      clock = Math.min(end, ...byArrival.filter((e) => e.from > clock).map((e) => e.from));
+      continue;
     }
-    const list = held.byClient.get(s.client);
-    if (!list) continue;
-    const to = Math.min(until, entry.to);
-    let clock = Math.max(s.clock, entry.from);
-    for (let i = firstEndingAfter(list, clock); i < list.length && clock < to; i++) {
-      const hs = list[i]!;
-      clock = Math.max(clock, hs.clock);
-      for (const end = Math.min(to, hs.clock + hs.length); clock < end; clock++) {
-        const a = unitAt(source, s, clock);
-        const b = unitAt(held.source, hs, clock);
-        if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
+    // The first carrier's run of clocks: up to its end, or to where an older entry starts.
+    const older = byArrival.slice(0, byArrival.indexOf(first)).filter((e) => e.from > clock).map((e) => e.from);
+    const until = Math.min(end, first.to, ...older);
+    if (!(self && first.feed === self.feed && first.seq === self.seq)) {
+      const held = await heldEnvelope(store, live, first, cache);
+      const list = held?.byClient.get(s.client);
+      if (held && list) {
+        let c = clock;
+        for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
+          const hs = list[i]!;
+          c = Math.max(c, hs.clock);
+          for (const stop = Math.min(until, hs.clock + hs.length); c < stop; c++) {
+            const a = unitAt(source, s, c);
+            const b = unitAt(held.source, hs, c);
+            if (a !== undefined && b !== undefined && a !== b) return feedOrigin(first.feed);
+          }
+        }
       }
     }
+    clock = until;
   }
   return undefined;
+}
+
+/** A held envelope, parsed and indexed once per check; null when the store no longer has it. */
+async function heldEnvelope(store: Store, live: LiveDoc, entry: OverlapEntry, cache: Map<string, Held | null>): Promise<Held | null> {
+  const k = `${entry.feed}#${entry.seq}`;
+  let held = cache.get(k);
+  if (held === undefined) {
+    const env = await readEnvelope(store, live.name, entry.feed, entry.seq);
+    held = env ? { source: env.update, byClient: structsByClient(parseUpdate(env.update).structs) } : null;
+    cache.set(k, held);
+  }
+  return held;
 }
 
 /** The index of the first struct of `list` (sorted by clock) that ends after `clock`. */

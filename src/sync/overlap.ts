@@ -8,6 +8,8 @@ export interface OverlapEntry {
   readonly to: number;
   readonly feed: FeedKey;
   readonly seq: number;
+  /** When it arrived here, in this node's order (entries stored before it was kept have none: the oldest). */
+  readonly at?: number;
 }
 
 /**
@@ -17,30 +19,37 @@ export interface OverlapEntry {
  * between nodes) are harmless.
  */
 export class OverlapIndex {
-  /** Per client: entries sorted by `from`, and the longest entry's length (entries may overlap: identical structs from two origins). */
-  readonly #byClient = new Map<number, { readonly list: OverlapEntry[]; span: number }>();
+  /**
+   * Per client: entries sorted by `from`, and `reach[i]`, the furthest `to`
+   * among the first i + 1 of them (entries may overlap: identical structs
+   * from two origins, or a refused version), so a search stops as soon as
+   * nothing before can reach the range.
+   */
+  readonly #byClient = new Map<number, { readonly list: OverlapEntry[]; readonly reach: number[] }>();
   /** One copy of each feed key: entries are many (one per envelope and client), feeds few. */
   readonly #feeds = new Map<string, FeedKey>();
 
   add(client: number, added: OverlapEntry): void {
     let feed = this.#feeds.get(added.feed);
     if (feed === undefined) this.#feeds.set(added.feed, (feed = added.feed));
-    const entry: OverlapEntry = { from: added.from, to: added.to, feed, seq: added.seq };
+    const entry: OverlapEntry = { from: added.from, to: added.to, feed, seq: added.seq, ...(added.at !== undefined && { at: added.at }) };
     let at = this.#byClient.get(client);
-    if (!at) this.#byClient.set(client, (at = { list: [], span: 0 }));
-    const list = at.list;
+    if (!at) this.#byClient.set(client, (at = { list: [], reach: [] }));
+    const { list, reach } = at;
     let i = list.length;
     while (i > 0 && list[i - 1]!.from > entry.from) i--;
     list.splice(i, 0, entry);
-    at.span = Math.max(at.span, entry.to - entry.from);
+    // Appending (the usual case) extends `reach` by one; an entry put in before others redoes it from there.
+    reach.length = i;
+    for (let j = i; j < list.length; j++) reach.push(Math.max(j > 0 ? reach[j - 1]! : 0, list[j]!.to));
   }
 
   /** Entries of `client` that intersect [from, to), in `from` order; a binary search, not a scan of them all. */
   find(client: number, from: number, to: number): OverlapEntry[] {
     const at = this.#byClient.get(client);
     if (!at) return [];
-    const { list, span } = at;
-    // The first entry that starts at or after `to`; every one before it that can reach `from` starts after from - span.
+    const { list, reach } = at;
+    // The first entry that starts at or after `to`; before it, only entries that reach past `from` matter.
     let lo = 0;
     let hi = list.length;
     while (lo < hi) {
@@ -49,7 +58,7 @@ export class OverlapIndex {
       else hi = mid;
     }
     const out: OverlapEntry[] = [];
-    for (let i = lo - 1; i >= 0 && list[i]!.from + span > from; i--) if (list[i]!.to > from) out.push(list[i]!);
+    for (let i = lo - 1; i >= 0 && reach[i]! > from; i--) if (list[i]!.to > from) out.push(list[i]!);
     return out.reverse();
   }
 }

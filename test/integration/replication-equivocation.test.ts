@@ -12,6 +12,8 @@ import { entryFor, peerState, setPeers, testNode, type TestNode } from '../helpe
 import { getDoc } from '../helpers/docs.js';
 import { RawSyncPeer, envelope, newFeed, rawEntry, yUpdate } from '../helpers/raw-peer.js';
 import { waitUntil } from '../helpers/wait.js';
+import { withStore } from '../helpers/node.js';
+import { Space } from '../../src/store/store.js';
 
 const DOC = 'eq/doc' as DocName;
 const CLIENT = 777;
@@ -107,5 +109,41 @@ describe('equivocation', () => {
     expect(line).toContain(o1.id);
     expect(line).toContain(o2.id);
     expect(p.isOpen).toBe(true);
+  });
+
+  it('a copy of the version kept, arriving after the refused one, passes with no new alarm: only the first carrier counts', async () => {
+    const t = await testNode('t');
+    const [o1, o2, o3] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()]);
+    await setPeers(t, [o1, o2, o3].map((o, i) => rawEntry(`o${i + 1}`, o, { read: [], write: ['**'] })));
+    const equivocations: unknown[] = [];
+    t.daemon.docs.on('alarm', (a: { kind: string }) => a.kind === 'equivocation' && equivocations.push(a));
+    const good = yUpdate(CLIENT, (d) => d.getText('t').insert(0, 'good!'));
+    await t.daemon.docs.receive(o1.id as NodeId, [envelope(o1, { doc: DOC, feed: newFeed(), seq: 1, update: good })]);
+    await t.daemon.docs.receive(o2.id as NodeId, [envelope(o2, { doc: DOC, feed: newFeed(), seq: 1, update: yUpdate(CLIENT, (d) => d.getText('t').insert(0, 'evil!')) })]);
+    expect(equivocations).toHaveLength(1);
+    // The kept version again, relayed by a third origin (an app that failed over, say): nothing to refuse.
+    const out = await t.daemon.docs.receive(o3.id as NodeId, [envelope(o3, { doc: DOC, feed: newFeed(), seq: 1, update: good })]);
+    expect(out.accepted).toBe(1);
+    expect(equivocations).toHaveLength(1);
+    expect((await getDoc(t, DOC)).body).toEqual({ t: 'good!' });
+  });
+
+  it('a document replayed from its envelopes (no snapshot) keeps the version that arrived first, though replay goes feed by feed', async () => {
+    const t = await testNode('t', { snapshotEvery: 1000 });
+    const [o1, o2] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+    await setPeers(t, [o1, o2].map((o, i) => rawEntry(`o${i + 1}`, o, { read: [], write: ['**'] })));
+    const [fx, fy] = [newFeed(), newFeed()];
+    const other = (client: number, text: string) => yUpdate(client, (d) => d.getText('u').insert(0, text));
+    // Feed x starts first, so replay reads all of x before y; but y's conflicting envelope arrives before x's.
+    await t.daemon.docs.receive(o1.id as NodeId, [envelope(o1, { doc: DOC, feed: fx, seq: 1, update: other(11, 'x') })]);
+    await t.daemon.docs.receive(o2.id as NodeId, [envelope(o2, { doc: DOC, feed: fy, seq: 1, update: other(12, 'y') })]);
+    await t.daemon.docs.receive(o2.id as NodeId, [envelope(o2, { doc: DOC, feed: fy, seq: 2, update: yUpdate(CLIENT, (d) => d.getText('t').insert(0, 'first')) })]);
+    await t.daemon.docs.receive(o1.id as NodeId, [envelope(o1, { doc: DOC, feed: fx, seq: 2, update: yUpdate(CLIENT, (d) => d.getText('t').insert(0, 'later')) })]);
+    expect((await getDoc(t, DOC)).body.t).toBe('first');
+    await t.daemon.stop();
+    // As after a crash before any snapshot: the document loads from its envelopes alone.
+    await withStore(t.dir, (store) => store.write([{ type: 'del', space: Space.snapshot, key: DOC }]));
+    const again = await testNode('t', {}, t.dir);
+    expect((await getDoc(again, DOC)).body.t).toBe('first');
   });
 });
