@@ -50,32 +50,38 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
  * whole document sent again costs about what it cost the first time.
  */
 async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Uint8Array, entries: readonly OverlapEntry[], self: { readonly feed: FeedKey; readonly seq: number } | undefined, cache: Map<string, Held | null>): Promise<string | undefined> {
-  // Oldest first; entries kept before arrival order was (no `at`) count as the oldest, in index order.
-  const byArrival = [...entries].sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
+  // The carriers, oldest first (entries kept before arrival order was, with no `at`, count as the oldest, in
+  // index order), each with its envelope; one the store no longer holds is passed over for the next.
+  const carriers: { entry: OverlapEntry; held: Held | undefined }[] = [];
+  for (const entry of [...entries].sort((a, b) => (a.at ?? 0) - (b.at ?? 0))) {
+    if (self && entry.feed === self.feed && entry.seq === self.seq) carriers.push({ entry, held: undefined });
+    else {
+      const held = await heldEnvelope(store, live, entry, cache);
+      if (held) carriers.push({ entry, held });
+    }
+  }
   const end = s.clock + s.length;
   for (let clock = s.clock; clock < end; ) {
-    const first = byArrival.find((e) => e.from <= clock && clock < e.to);
-    if (!first) {
-      // Not carried here yet: new content. Up to where some entry starts.
-      clock = Math.min(end, ...byArrival.filter((e) => e.from > clock).map((e) => e.from));
+    const first = carriers.findIndex(({ entry: e }) => e.from <= clock && clock < e.to);
+    if (first < 0) {
+      // Not carried here yet: new content. Up to where some carrier starts.
+      clock = Math.min(end, ...carriers.filter(({ entry: e }) => e.from > clock).map(({ entry: e }) => e.from));
       continue;
     }
-    // The first carrier's run of clocks: up to its end, or to where an older entry starts.
-    const older = byArrival.slice(0, byArrival.indexOf(first)).filter((e) => e.from > clock).map((e) => e.from);
-    const until = Math.min(end, first.to, ...older);
-    if (!(self && first.feed === self.feed && first.seq === self.seq)) {
-      const held = await heldEnvelope(store, live, first, cache);
-      const list = held?.byClient.get(s.client);
-      if (held && list) {
-        let c = clock;
-        for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
-          const hs = list[i]!;
-          c = Math.max(c, hs.clock);
-          for (const stop = Math.min(until, hs.clock + hs.length); c < stop; c++) {
-            const a = unitAt(source, s, c);
-            const b = unitAt(held.source, hs, c);
-            if (a !== undefined && b !== undefined && a !== b) return feedOrigin(first.feed);
-          }
+    const { entry, held } = carriers[first]!;
+    // The first carrier's run of clocks: up to its end, or to where an older one starts.
+    const until = Math.min(end, entry.to, ...carriers.slice(0, first).filter(({ entry: e }) => e.from > clock).map(({ entry: e }) => e.from));
+    // `held` is undefined for the envelope being applied itself: where it came first, it is what is kept.
+    const list = held?.byClient.get(s.client);
+    if (held && list) {
+      let c = clock;
+      for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
+        const hs = list[i]!;
+        c = Math.max(c, hs.clock);
+        for (const stop = Math.min(until, hs.clock + hs.length); c < stop; c++) {
+          const a = unitAt(source, s, c);
+          const b = unitAt(held.source, hs, c);
+          if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
         }
       }
     }

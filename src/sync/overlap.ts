@@ -33,9 +33,9 @@ export class OverlapIndex {
     let feed = this.#feeds.get(added.feed);
     if (feed === undefined) this.#feeds.set(added.feed, (feed = added.feed));
     const entry: OverlapEntry = { from: added.from, to: added.to, feed, seq: added.seq, ...(added.at !== undefined && { at: added.at }) };
-    let at = this.#byClient.get(client);
-    if (!at) this.#byClient.set(client, (at = { list: [], reach: [] }));
-    const { list, reach } = at;
+    let slot = this.#byClient.get(client);
+    if (!slot) this.#byClient.set(client, (slot = { list: [], reach: [] }));
+    const { list, reach } = slot;
     let i = list.length;
     while (i > 0 && list[i - 1]!.from > entry.from) i--;
     list.splice(i, 0, entry);
@@ -46,9 +46,9 @@ export class OverlapIndex {
 
   /** Entries of `client` that intersect [from, to), in `from` order; a binary search, not a scan of them all. */
   find(client: number, from: number, to: number): OverlapEntry[] {
-    const at = this.#byClient.get(client);
-    if (!at) return [];
-    const { list, reach } = at;
+    const slot = this.#byClient.get(client);
+    if (!slot) return [];
+    const { list, reach } = slot;
     // The first entry that starts at or after `to`; before it, only entries that reach past `from` matter.
     let lo = 0;
     let hi = list.length;
