@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ConfigError } from '../errors.js';
+import { writeFileAtomic } from '../util/files.js';
 
 /** How long a command waits for another one editing the same file. */
 const LOCK_WAIT_MS = 10_000;
@@ -13,8 +12,7 @@ const LOCK_STALE_MS = 10_000;
  * Replaces a config file so that readers (the daemon's reload) see the old
  * content or the new, never half. A symlink stays a symlink: its target is
  * replaced, in its own folder. The file keeps its mode, and its owner when
- * the command runs as root (an admin's `sudo` must not leave a file the
- * daemon's user cannot read).
+ * the command runs as root.
  */
 export async function replaceFile(path: string, data: string): Promise<void> {
   const target = await realpath(path).catch((err: NodeJS.ErrnoException) => {
@@ -22,28 +20,7 @@ export async function replaceFile(path: string, data: string): Promise<void> {
     throw err;
   });
   const before = await stat(target).catch(() => undefined);
-  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', before ? before.mode & 0o777 : 0o644);
-  try {
-    await fh.writeFile(data);
-    if (before) {
-      await fh.chmod(before.mode & 0o777);
-      if (process.getuid?.() === 0) await fh.chown(before.uid, before.gid);
-    }
-    await fh.sync();
-    await fh.close();
-    await rename(tmp, target);
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  const dir = await open(dirname(target), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomic(target, data, 0o644, before);
 }
 
 /**
