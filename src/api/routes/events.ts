@@ -27,8 +27,7 @@ export function eventsRoute(docs: Docs, now: () => number, opts: EventsOptions =
       if (!grant.covers('read', doc!)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       res.flushHeaders();
-      const onChange = (changed: DocName, vector: Vector) => {
-        if (changed !== doc) return;
+      const send = (text: string) => {
         // The expiry timer is a backstop: Node's timers stop while the machine sleeps, the clock does not.
         if (now() >= grant.expiresAt) return void res.end();
         // A client that stops reading does not make the node hold every later change for it.
@@ -36,10 +35,13 @@ export function eventsRoute(docs: Docs, now: () => number, opts: EventsOptions =
           opts.log?.warn({ doc, queued: res.writableLength }, 'app too slow to read its event stream: dropped');
           return void res.destroy();
         }
-        res.write(`event: change\ndata: ${JSON.stringify({ doc, vector })}\n\n`);
+        res.write(text);
+      };
+      const onChange = (changed: DocName, vector: Vector) => {
+        if (changed === doc) send(`event: change\ndata: ${JSON.stringify({ doc, vector })}\n\n`);
       };
       docs.on('change', onChange);
-      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      const keepAlive = setInterval(() => send(': keep-alive\n\n'), 15_000);
       const expiry = longTimeout(() => res.end(), grant.expiresAt - now());
       req.socket.setTimeout(0);
       await new Promise<void>((resolve) => res.once('close', resolve));
