@@ -14,15 +14,14 @@ import { generateKeyPair, type KeyPair } from '../../src/identity/keys.js';
 import { envelopeKey, type Vector } from '../../src/store/records.js';
 import { Space, Store } from '../../src/store/store.js';
 import { decodeSnapshot } from '../../src/sync/doc-records.js';
-import { signEnvelope, updateHash } from '../../src/sync/envelope.js';
 import { issueApiToken } from '../../src/tokens/api-token.js';
 import { feedKey, type DocName, type FeedId, type FeedKey, type NodeId } from '../../src/types.js';
-import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
 import { setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { nodeDir, runCli, spawnNode, writePeers, type SpawnedNode } from '../helpers/node.js';
 import { STORE_DIR } from '../../src/init.js';
 import { waitUntil } from '../helpers/wait.js';
+import { envelope as signed } from '../helpers/raw-peer.js';
 
 type RawOp = { type: 'put' | 'del'; key: string };
 type BatchFn = (this: ClassicLevel<string, Uint8Array>, ops: RawOp[], options: unknown) => Promise<void>;
@@ -80,10 +79,8 @@ async function docVector(node: TestNode, doc: string): Promise<Vector> {
 
 const FEED = 'AAECAwQFBgcICQoLDA0ODw' as FeedId;
 
-function envelope(origin: KeyPair, doc: string, seq: number, update: Uint8Array) {
-  const claims = { iss: origin.id, doc: doc as DocName, feed: FEED, seq, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: Math.floor(Date.now() / 1000) };
-  return { token: signEnvelope(claims, origin.privateKey), update };
-}
+/** An envelope of `origin`'s feed FEED. */
+const envelope = (origin: KeyPair, doc: string, seq: number, update: Uint8Array) => signed(origin, { doc, feed: FEED, seq, update });
 
 const entry = (o: KeyPair, name: string) => ({ name, id: o.id, publicKey: o.publicJwk, read: ['**'], write: ['**'] });
 
@@ -184,15 +181,21 @@ describe('a failed write (I/O error) of a local change', () => {
   });
 });
 
+/** The first origin's base text, and a typist's document that holds it, to type after it. */
+function baseAndTypist(): { base: Uint8Array; typist: Y.Doc } {
+  const writer = new Y.Doc();
+  writer.getText('t').insert(0, 'base:');
+  const base = Y.encodeStateAsUpdate(writer);
+  const typist = new Y.Doc();
+  Y.applyUpdate(typist, base);
+  return { base, typist };
+}
+
 describe('a store that cannot write (a full disk)', () => {
   it('still loads, for reading, a document that parked pending structs in an earlier run', async () => {
     const io = batches();
     const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
-    const writer = new Y.Doc();
-    writer.getText('t').insert(0, 'base:');
-    const base = Y.encodeStateAsUpdate(writer);
-    const typist = new Y.Doc();
-    Y.applyUpdate(typist, base);
+    const { base, typist } = baseAndTypist();
     const sv = Y.encodeStateVector(typist);
     typist.getText('t').insert(5, 'typed after the base '.repeat(4));
     const node = await testNode('full-read', { maxPendingBytes: 16 });
@@ -222,11 +225,7 @@ describe('a document unloaded and loaded again at once', () => {
     const io = batches();
     const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
     // The first origin writes the base text; the second types after it, in many envelopes.
-    const writer = new Y.Doc();
-    writer.getText('t').insert(0, 'base:');
-    const base = Y.encodeStateAsUpdate(writer);
-    const typist = new Y.Doc();
-    Y.applyUpdate(typist, base);
+    const { base, typist } = baseAndTypist();
     const typed: Uint8Array[] = [];
     for (let i = 0; i < 120; i++) {
       const sv = Y.encodeStateVector(typist);

@@ -1,13 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as Y from 'yjs';
-import { generateKeyPair, type KeyPair } from '../../src/identity/keys.js';
-import { signEnvelope, updateHash } from '../../src/sync/envelope.js';
-import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
-import type { DocName, FeedId, NodeId } from '../../src/types.js';
+import { generateKeyPair } from '../../src/identity/keys.js';
+import type { NodeId } from '../../src/types.js';
 import { setPeers, testNode } from '../helpers/cluster.js';
 import { getDoc } from '../helpers/docs.js';
+import { envelope, newFeed } from '../helpers/raw-peer.js';
 
 /**
  * The equivocation check (DESIGN.md §4) against a writer's keystrokes held
@@ -15,11 +13,6 @@ import { getDoc } from '../helpers/docs.js';
  * when it is the same, and is refused, with an alarm, when one character in
  * it differs, however Yjs split or merged the structs on either side.
  */
-
-function envelope(origin: KeyPair, doc: string, feed: FeedId, seq: number, update: Uint8Array) {
-  const claims = { iss: origin.id, doc: doc as DocName, feed, seq, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: Math.floor(Date.now() / 1000) };
-  return { token: signEnvelope(claims, origin.privateKey), update };
-}
 
 /** The updates of client 7 typing `ops` (each a text inserted at a position). */
 function typing(ops: readonly (readonly [number, string])[]): Uint8Array[] {
@@ -55,16 +48,16 @@ describe('the equivocation check', () => {
           const honest = typing(ops);
           const copy = typing(forged);
           // The first origin's keystrokes arrive in `pieces` envelopes.
-          const feed = randomBytes(16).toString('base64url') as FeedId;
+          const feed = newFeed();
           const per = Math.ceil(honest.length / pieces);
           const held = [];
-          for (let i = 0, seq = 1; i < honest.length; i += per, seq++) held.push(envelope(first, doc, feed, seq, Y.mergeUpdates(honest.slice(i, i + per))));
+          for (let i = 0, seq = 1; i < honest.length; i += per, seq++) held.push(envelope(first, { doc, feed, seq, update: Y.mergeUpdates(honest.slice(i, i + per)) }));
           expect((await node.daemon.docs.receive(first.id as NodeId, held)).accepted).toBe(held.length);
           // The second origin sends a copy of a run of them.
           const a = from % copy.length;
           const b = Math.min(copy.length, a + 1 + (size % copy.length));
           const before = alarms.length;
-          await node.daemon.docs.receive(second.id as NodeId, [envelope(second, doc, randomBytes(16).toString('base64url') as FeedId, 1, Y.mergeUpdates(copy.slice(a, b)))]);
+          await node.daemon.docs.receive(second.id as NodeId, [envelope(second, { doc, feed: newFeed(), seq: 1, update: Y.mergeUpdates(copy.slice(a, b)) })]);
           const differs = change && a <= m && m < b;
           expect(alarms.slice(before).some((x) => x.doc === doc && x.kind === 'equivocation')).toBe(differs);
           const reference = new Y.Doc();

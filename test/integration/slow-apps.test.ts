@@ -14,9 +14,8 @@ import * as Y from 'yjs';
 import { randomBytes } from 'node:crypto';
 import { setPeers, testNode } from '../helpers/cluster.js';
 import { generateKeyPair } from '../../src/identity/keys.js';
-import { signEnvelope, updateHash } from '../../src/sync/envelope.js';
-import { parseUpdate, structRanges } from '../../src/yjs/parse.js';
-import type { DocName, FeedId, NodeId } from '../../src/types.js';
+import { envelope, newFeed } from '../helpers/raw-peer.js';
+import type { NodeId } from '../../src/types.js';
 import { appDoc, postUpdate } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -72,9 +71,7 @@ describe('an app that stops reading', () => {
     const feeds = Array.from({ length: 1000 }, (_, i) => {
       const writer = new Y.Doc();
       writer.getMap('m').set(`k${i}`, i);
-      const update = Y.encodeStateAsUpdate(writer);
-      const claims = { iss: origin.id, doc: 'slow/sse' as DocName, feed: randomBytes(16).toString('base64url') as FeedId, seq: 1, h: updateHash(update), clients: structRanges(parseUpdate(update).structs), iat: Math.floor(Date.now() / 1000) };
-      return { token: signEnvelope(claims, origin.privateKey), update };
+      return envelope(origin, { doc: 'slow/sse', feed: newFeed(), seq: 1, update: Y.encodeStateAsUpdate(writer) });
     });
     expect((await node.daemon.docs.receive(origin.id as NodeId, feeds)).accepted).toBe(1000);
 
