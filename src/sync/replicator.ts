@@ -37,7 +37,10 @@ type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
 
 const HIGH_WATER = 1024 * 1024;
-/** (document, feed) pairs a peer's notWanted is remembered for in one session; beyond it, what it declines is sent anyway. */
+/**
+ * (document, feed) pairs remembered in one session: a peer's notWanted, and
+ * the feeds this node refused; beyond it, what is declined is sent anyway.
+ */
 const MAX_NOT_WANTED = 65_536;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
@@ -63,8 +66,14 @@ export class Replicator {
   /** Feeds the peer said it does not want, per document (only documents this node holds and may send it). */
   readonly #notWanted = new Map<DocName, Set<string>>();
   #notWantedCount = 0;
-  /** Documents this node answered notWanted for in this session. */
-  readonly #refusedDocs = new Set<DocName>();
+  /**
+   * Feeds this node refused by policy in this session, per document, with the
+   * highest seq refused: counted as held when comparing the peer's announces
+   * and in wants, so a feed refused once is not sent whole again at every
+   * announce (PROTOCOL.md §6.6).
+   */
+  readonly #refused = new Map<DocName, Map<string, number>>();
+  #refusedCount = 0;
   /** Origins whose grants were already sent in this session. */
   readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
@@ -137,11 +146,34 @@ export class Replicator {
    * re-sends what may now be accepted.
    */
   async refresh(): Promise<void> {
+    this.#notWanted.clear();
+    this.#notWantedCount = 0;
     await this.#announce();
-    if (!this.#refusedDocs.size) return;
+    if (!this.#refused.size) return;
+    const docs = [...this.#refused.keys()];
+    this.#refused.clear();
+    this.#refusedCount = 0;
+    // The true vectors: what was refused may be accepted now.
     const want: Record<string, Vector> = {};
-    for (const doc of this.#refusedDocs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = await this.#o.docs.vector(doc);
-    this.#refusedDocs.clear();
+    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = await this.#o.docs.vector(doc);
+    if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
+  }
+
+  /** Forgets the refusals of feeds these origins wrote, and wants their documents again (true vectors for those feeds). */
+  async forgetRefused(origins: ReadonlySet<string>): Promise<void> {
+    if (this.#stopped) return;
+    const docs: DocName[] = [];
+    for (const [doc, feeds] of this.#refused) {
+      for (const feed of feeds.keys()) {
+        if (!origins.has(feedOrigin(feed as FeedKey))) continue;
+        feeds.delete(feed);
+        this.#refusedCount--;
+        if (docs.at(-1) !== doc) docs.push(doc);
+      }
+      if (!feeds.size) this.#refused.delete(doc);
+    }
+    const want: Record<string, Vector> = {};
+    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = this.#withRefused(doc, await this.#o.docs.vector(doc));
     if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
   }
 
@@ -300,12 +332,13 @@ export class Replicator {
       if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
       // A digest is only worth computing when the peer sent one to compare with.
       const { vector: ours, digest: mine } = await this.#o.docs.vectorAndDigest(doc, digest !== undefined);
-      if (vectorHash(ours) !== hash) {
-        want[doc] = ours;
+      const counted = this.#withRefused(doc, ours);
+      if (vectorHash(counted) !== hash) {
+        want[doc] = counted;
         continue;
       }
-      // The backstop (DESIGN.md §4): equal vectors with different state digests.
-      if (digest !== undefined && mine !== undefined && mine !== digest) {
+      // The backstop (DESIGN.md §4): equal vectors with different state digests (not comparable when refused feeds count as held).
+      if (counted === ours && digest !== undefined && mine !== undefined && mine !== digest) {
         this.#o.docs.alarm({ doc, kind: 'digest_mismatch', origins: [], peer: this.#peer });
       }
     }
@@ -361,7 +394,7 @@ export class Replicator {
       if (r.reason === 'forgery') this.#forgeries++;
       if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') {
         notWanted.push([r.doc, r.feed]);
-        this.#refusedDocs.add(r.doc);
+        this.#noteRefused(r.doc, r.feed, r.seq);
       }
       const key = JSON.stringify([r.doc, r.feed, r.reason, r.detail]);
       const line = lines.get(key);
@@ -375,10 +408,31 @@ export class Replicator {
     if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
     if (out.rewant.size) {
       const want: Record<string, Vector> = {};
-      for (const doc of out.rewant) want[doc] = await this.#o.docs.vector(doc);
+      for (const doc of out.rewant) want[doc] = this.#withRefused(doc, await this.#o.docs.vector(doc));
       this.#send({ type: 'want', docs: want });
     }
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
+  }
+
+  #noteRefused(doc: DocName, feed: string, seq: number): void {
+    const feeds = this.#refused.get(doc);
+    const had = feeds?.get(feed);
+    if (had !== undefined) {
+      if (seq > had) feeds!.set(feed, seq);
+      return;
+    }
+    if (this.#refusedCount >= MAX_NOT_WANTED) return;
+    (feeds ?? this.#refused.set(doc, new Map()).get(doc)!).set(feed, seq);
+    this.#refusedCount++;
+  }
+
+  /** `vector` with the feeds refused in this session counted as held up to the highest seq refused; `vector` itself when that adds nothing. */
+  #withRefused(doc: DocName, vector: Vector): Vector {
+    const feeds = this.#refused.get(doc);
+    if (!feeds) return vector;
+    let out: Record<string, number> | undefined;
+    for (const [feed, seq] of feeds) if ((vector[feed] ?? 0) < seq) (out ??= { ...vector })[feed] = seq;
+    return out ?? vector;
   }
 
   /** Takes the range task at the head of the queue off it. */

@@ -38,6 +38,10 @@ export class SyncService {
       for (const r of this.#replicators.values()) r.onEnvelope(env, from);
     });
     const trust = this.#policy.trust;
+    // New trusted grants: what their subjects wrote, refused before, may be accepted now.
+    trust.on('grants', (subjects) => {
+      for (const r of this.#replicators.values()) r.forgetRefused(subjects).catch((err) => this.#log.error({ err }, 'wanting refused feeds again failed'));
+    });
     trust.on('revocations', () => {
       this.#changes = this.#changes.then(() => this.#onRevocations()).catch((err) => this.#log.error({ err }, 'applying a revocation change failed'));
     });

@@ -34,7 +34,7 @@ const LOCAL = 'local\u0000';
  * authority that does not verify is a forgery and is not kept. Everything is
  * sorted again whenever the authorities change.
  */
-export class Trust extends EventEmitter<{ revocations: [] }> {
+export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: ReadonlySet<NodeId>] }> {
   readonly #store: Store;
   readonly #peers: () => PeersConfig;
   readonly #log: Logger;
@@ -126,15 +126,15 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
    * like a grant or claims a trusted authority without verifying. `presenter`:
    * the peer that sent it, when known.
    */
-  async #holdGrant(pool: GrantPool, token: string, presenter: string | undefined, force = false): Promise<({ sub: string } & GrantChange) | undefined> {
+  async #holdGrant(pool: GrantPool, token: string, presenter: string | undefined, force = false): Promise<({ sub: string; trusted: boolean } & GrantChange) | undefined> {
     const peek = peekGrant(token);
     if (!peek) return undefined;
     const sub = peek.sub;
     const self = presenter === sub;
-    if (!this.#authorityKeys.has(peek.iss)) return { sub, ...pool.addUnverified(sub, token, peek.exp, self, force) };
-    if (pool.holds(sub, token)) return { sub, added: false, evicted: [] };
+    if (!this.#authorityKeys.has(peek.iss)) return { sub, trusted: false, ...pool.addUnverified(sub, token, peek.exp, self, force) };
+    if (pool.holds(sub, token)) return { sub, trusted: true, added: false, evicted: [] };
     const g = await this.#verifyGrant(token, sub as NodeId, false);
-    return g ? { sub, ...pool.addTrusted(g, force) } : undefined;
+    return g ? { sub, trusted: true, ...pool.addTrusted(g, force) } : undefined;
   }
 
   /**
@@ -193,18 +193,23 @@ export class Trust extends EventEmitter<{ revocations: [] }> {
   /**
    * Stores grants received from a peer or the grants file; true if any was
    * new. `presenter`: who sent them (the grants its subject presented itself
-   * are preferred among those this node cannot verify).
+   * are preferred among those this node cannot verify). New trusted grants
+   * are announced (`grants`, with their subjects) once stored: what their
+   * subjects wrote may be accepted now.
    */
   addGrants(tokens: readonly string[], opts: { presenter?: NodeId } = {}): Promise<boolean> {
     return this.#exclusive(async () => {
       const ops: StoreOp[] = [];
+      const trusted = new Set<NodeId>();
       for (const token of tokens) {
         const c = await this.#holdGrant(this.#grants, token, opts.presenter);
         if (!c) continue;
         if (c.added) ops.push({ type: 'put', space: Space.grant, key: grantKey(c.sub, token), value: Buffer.from(token) });
+        if (c.added && c.trusted) trusted.add(c.sub as NodeId);
         for (const t of c.evicted) ops.push({ type: 'del', space: Space.grant, key: grantKey(c.sub, t) });
       }
       if (ops.length) await this.#store.write(ops);
+      if (trusted.size) this.emit('grants', trusted);
       return ops.some((op) => op.type === 'put');
     });
   }

@@ -57,6 +57,18 @@ describe('permissions come from the grant', () => {
     expect(await peerState(fresh, hub)).toBe('connected');
   });
 
+  it('a refreshed grant that widens write brings in the feed refused before, without waiting for an announce', async () => {
+    const { admin, hub, fresh } = await grantedPair(['**'], ['notes/**']);
+    await write(fresh, 'shared/x', (d) => d.getMap('m').set('fresh', 'allowed later'));
+    await waitUntil(() => hub.lines.some((l) => l.msg === 'envelope refused' && l.doc === 'shared/x' && String(l.feed).startsWith(fresh.id)), { what: 'hub refuses fresh\'s shared/x envelope' });
+    expect((await getDoc(hub, 'shared/x')).status).toBe(404);
+    // The test nodes announce every 5 minutes: only the new grant can bring the refused feed in now.
+    await writeGrants(fresh, [await grantFor(admin, fresh, ['**'], ['**'])]);
+    await waitUntil(async () => ((await getDoc(hub, 'shared/x')).body.m as { fresh?: string } | undefined)?.fresh === 'allowed later', { what: 'hub accepts the refused envelope under the new grant', timeoutMs: 10_000 });
+    expect(await vectorOf(hub, 'shared/x')).toEqual(await vectorOf(fresh, 'shared/x'));
+    expect(await peerState(fresh, hub)).toBe('connected');
+  });
+
   it('a grant whose authority is removed from the hub\'s peers file stops admitting: the session closes and no later write gets in', async () => {
     const { hub, fresh } = await grantedPair(['**'], ['**']);
     await write(fresh, 'notes/a', (d) => d.getMap('m').set('before', 1));

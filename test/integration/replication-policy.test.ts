@@ -140,6 +140,47 @@ describe('replication policy', () => {
     expect(refused()[0]).toMatchObject({ reason: 'not_wanted', seq: 1, feed: expect.stringMatching(new RegExp(`^${a.id}:`)) });
   });
 
+  it('a feed refused once is not sent whole again when the sender announces again', async () => {
+    const a = await testNode('a');
+    const c = await testNode('c');
+    const doc = 'w/refused' as DocName;
+    const app = appDoc();
+    for (let i = 0; i < 20; i++) expect((await postUpdate(a, doc, app.edit((x) => x.getArray('x').push([i])))).status).toBe(200);
+    await setPeers(c, [entryFor(a, { dial: false, read: ['**'], write: ['ok/**'] })]);
+    const atA = inbox(a);
+    const atC = inbox(c);
+    await setPeers(a, [entryFor(c)]);
+    const refusedCount = () => c.lines.filter((l) => l.msg === 'envelope refused' && l.doc === doc).reduce((n, l) => n + Number(l.count), 0);
+    await waitUntil(() => refusedCount() >= 20, { what: "c refused a's 20 envelopes" });
+
+    // A change to a's peers file makes it announce again (and forget c's notWanted, PROTOCOL.md §6.6).
+    const mark = { a: atA.length, c: atC.length };
+    await setPeers(a, [entryFor(c, { write: ['back/**'] })]);
+    await waitUntil(() => atC.slice(mark.c).some((m) => m.message.type === 'announce'), { what: 'a announced again' });
+    // Barriers: c handles a's messages in order, so once it has ok/1 it has answered the announce; a has what c sent before back/1.
+    await postUpdate(a, 'ok/1', appDoc().edit((x) => x.getArray('x').push(['ok'])));
+    await waitUntil(async () => (await getDoc(c, 'ok/1')).status === 200, { what: 'c has ok/1' });
+    await postUpdate(c, 'back/1', appDoc().edit((x) => x.getArray('x').push(['back'])));
+    await waitUntil(async () => (await getDoc(a, 'back/1')).status === 200, { what: 'a has back/1' });
+    const wanted = atA.slice(mark.a).filter((m) => m.message.type === 'want' && doc in m.message.docs);
+    expect(wanted).toEqual([]);
+    expect(refusedCount()).toBe(20);
+
+    // A new envelope of the refused feed is offered (a forgot the notWanted), refused once, and counted as refused from then on.
+    await postUpdate(a, doc, app.edit((x) => x.getArray('x').push([20])));
+    await waitUntil(() => refusedCount() === 21, { what: 'c refused the 21st' });
+    const again = atC.length;
+    await setPeers(a, [entryFor(c, { write: ['back/**', 'more/**'] })]);
+    await waitUntil(() => atC.slice(again).some((m) => m.message.type === 'announce'), { what: 'a announced a third time' });
+    await postUpdate(a, 'ok/2', appDoc().edit((x) => x.getArray('x').push(['ok'])));
+    await waitUntil(async () => (await getDoc(c, 'ok/2')).status === 200, { what: 'c has ok/2' });
+    await postUpdate(c, 'back/2', appDoc().edit((x) => x.getArray('x').push(['back'])));
+    await waitUntil(async () => (await getDoc(a, 'back/2')).status === 200, { what: 'a has back/2' });
+    expect(atA.slice(mark.a).filter((m) => m.message.type === 'want' && doc in m.message.docs)).toEqual([]);
+    expect(refusedCount()).toBe(21);
+    expect(c.daemon.docs.has(doc)).toBe(false);
+  });
+
   it('a peer that may read a/** never receives b/x, nor learns its name', async () => {
     const a = await testNode('a');
     const b = await testNode('b');
