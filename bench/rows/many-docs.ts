@@ -106,16 +106,20 @@ export async function manyDocsRow(ctx: BenchContext, ceilingPairsPerSecond: numb
   const t = runs.tessera;
   const m = runs.memory;
   const toCeiling = sig(ratio(t.envelopesPerSecond ?? NaN, ceilingPairsPerSecond));
+  // What the row allows at all: the in-memory baseline signs and stores nothing, yet its documents per second are the bound its apps and sockets set.
+  const baselineDocsPerSecond = sig((m.docs / m.ms) * 1000, 4);
+  const baselineToCeiling = sig(ratio(baselineDocsPerSecond, ceilingPairsPerSecond));
   const vsMemory = sig(ratio(m.ms, t.ms));
   const label = `${t.docs} docs × ${t.editsPerDoc} edits, all on B (median of ${ctx.opts.repeat})`;
   return {
     key: 'manyDocs',
     title: '3. Many documents',
-    data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling }, target: { envelopesToCeiling: 0.7 } },
+    data: { tessera: t, baselineMemory: m, baselineLeveldb: runs.leveldb, all, ceilingPairsPerSecond, ratios: { speedVsMemory: vsMemory, speedVsLeveldb: sig(ratio(runs.leveldb.ms, t.ms)), envelopesToCeiling: toCeiling, baselineDocsToCeiling: baselineToCeiling } },
     lines: [
       line('3 many docs', `${label} (y-leveldb: ${fmt(runs.leveldb.ms, 'ms')})`, fmt(t.ms, 'ms'), fmt(m.ms, 'ms'), `${fmt(vsMemory)}× its speed`),
       line('', 'CPU used in that run, of what 2 cores give (all threads)', cpuCell(t, ['A', 'B']), cpuCell(m, ['server']), `${fmt(sig(ratio(cpuTotal(t), cpuTotal(m))))}× the CPU`),
-      line('', 'envelopes/s vs sign+verify ceiling', fmt(t.envelopesPerSecond, 'env/s'), fmt(ceilingPairsPerSecond, 'pairs/s'), `${fmt(toCeiling * 100)}%`, '≥ 70%', toCeiling >= 0.7),
+      line('', 'envelopes/s vs sign+verify ceiling (the target is at saturation: row 6)', fmt(t.envelopesPerSecond, 'env/s'), fmt(ceilingPairsPerSecond, 'pairs/s'), `${fmt(toCeiling * 100)}%`),
+      line('', 'the in-memory baseline (nothing signed or stored): its docs/s vs the same ceiling', '', fmt(baselineDocsPerSecond, 'docs/s'), `${fmt(baselineToCeiling * 100)}%`),
     ],
     notes: [],
   };
