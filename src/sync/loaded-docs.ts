@@ -249,10 +249,11 @@ export class LoadedDocs {
     if (this.#unloading.get(live.name) === done) this.#unloading.delete(live.name);
   }
 
-  /** Snapshots every loaded document. */
+  /** Snapshots every loaded document, and waits for the snapshots of documents being unloaded (the store closes next). */
   async snapshotAll(): Promise<void> {
     for (const live of this.#live.values()) {
       await live.run(() => writeSnapshot(this.#o.store, live)).catch((err) => this.#log.error({ err, doc: live.name }, 'final snapshot failed'));
     }
+    await Promise.all(this.#unloading.values());
   }
 }

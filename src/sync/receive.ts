@@ -20,7 +20,7 @@ import type { Parking } from './parking.js';
 import type { HeldEnvelopes } from './held.js';
 
 /** Why a received envelope was not accepted. */
-export type RefusalReason = 'forgery' | 'not_wanted' | 'not_exchangeable' | 'conflict' | 'gap_overflow';
+export type RefusalReason = 'forgery' | 'not_wanted' | 'not_exchangeable' | 'conflict';
 
 export interface ReceiveOutcome {
   accepted: number;
@@ -239,7 +239,7 @@ export class Receiver {
         continue;
       }
       if (h.claims.seq > have + 1) {
-        this.#hold(live, feed, h, out);
+        this.#hold(live, from, feed, h, out);
         continue;
       }
       vector[feed] = h.claims.seq;
@@ -250,12 +250,13 @@ export class Receiver {
     return { accepted, dropped, vector };
   }
 
-  #hold(live: LiveDoc, feed: FeedKey, h: HeldEnvelope, out: ReceiveOutcome): void {
+  #hold(live: LiveDoc, from: NodeId, feed: FeedKey, h: HeldEnvelope, out: ReceiveOutcome): void {
     const held = this.#p.held.hold(live, feed, h);
     if (held === 'full') out.rewant.add(live.name);
     if (held === 'conflict') {
       out.refused.push({ doc: live.name, feed, seq: h.claims.seq, reason: 'conflict', detail: 'a different envelope is held for this feed and seq' });
-      this.#ctx.events.emit('alarm', { doc: live.name, kind: 'conflicting_envelope', origins: [h.claims.iss], peer: null });
+      this.#ctx.events.emit('alarm', { doc: live.name, kind: 'conflicting_envelope', origins: [h.claims.iss], peer: from });
+      this.#log.error({ doc: live.name, feed, seq: h.claims.seq, peer: from }, 'conflicting envelope: a different envelope is waiting for this feed and seq');
     }
   }
 }

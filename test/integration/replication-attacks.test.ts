@@ -202,6 +202,31 @@ describe('raw-peer attacks on replication', () => {
     await stillUp(x);
   });
 
+  it('a different envelope for a (feed, seq) waiting behind a gap is refused and reported with its peer; the first one stays', async () => {
+    const x = await arena();
+    const doc = 'x/held-conflict' as DocName;
+    const feed = newFeed();
+    const base = new Y.Doc();
+    base.clientID = 60;
+    const steps: Uint8Array[] = [];
+    for (const s of ['a', 'b']) {
+      const before = Y.encodeStateVector(base);
+      base.getText('t').insert(base.getText('t').length, s);
+      steps.push(Y.encodeStateAsUpdate(base, before));
+    }
+    x.peer.offer(envelope(x.o1, { doc, feed, seq: 2, update: steps[1]! }));
+    x.peer.offer(envelope(x.o1, { doc, feed, seq: 2, update: text(61, 'other', 'u') }));
+    await x.settle();
+    expect(x.refusals().some((l) => l.doc === doc && l.reason === 'conflict')).toBe(true);
+    expect(x.target.lines.find((l) => String(l.msg).startsWith('conflicting envelope'))).toMatchObject({ doc, feed: `${x.o1.id}:${feed}`, seq: 2, peer: x.mallory.id });
+    const status = (await (await fetch(`${x.target.api}/v1/status`, { headers: { authorization: `Bearer ${await x.target.token()}` } })).json()) as { alarms: { doc: string; kind: string; origins: string[]; peer: string | null }[] };
+    expect(status.alarms).toContainEqual(expect.objectContaining({ doc, kind: 'conflicting_envelope', origins: [x.o1.id], peer: x.mallory.id }));
+    x.peer.offer(envelope(x.o1, { doc, feed, seq: 1, update: steps[0]! }));
+    await waitUntil(async () => (await getDoc(x.target, doc)).body.t === 'ab', { what: 'the first waiting envelope applied once the gap filled' });
+    expect((await getDoc(x.target, doc)).body.u).toBeUndefined();
+    await stillUp(x);
+  });
+
   it('a feed id reused by another iss is a separate feed, not a conflict', async () => {
     const x = await arena();
     const doc = 'x/feeds' as DocName;
