@@ -208,7 +208,7 @@ function sessionOptions(s: HandshakeSettings, ws: WebSocket, pre: PreAuth, o: { 
     dialler: o.dialler,
     sendKey: o.sendKey,
     recvKey: o.recvKey,
-    expiresAt: Date.now() + o.ttlS * 1000,
+    expiresAt: s.now() + o.ttlS * 1000,
     maxFrameBytes: s.maxFrameBytes,
     maxQueuedBytes: s.maxQueuedBytes,
     heartbeatMs: s.heartbeatMs,
@@ -216,6 +216,7 @@ function sessionOptions(s: HandshakeSettings, ws: WebSocket, pre: PreAuth, o: { 
     rateLimitWindowMs: s.rateLimitWindowMs,
     remote: o.remote,
     log: s.log,
+    now: s.now,
   });
 }
 

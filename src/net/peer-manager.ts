@@ -330,7 +330,7 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     session.on('close', (code, reason) => this.#onSessionClosed(session, code, reason));
     const dialer = this.#runtime.get(peer)?.dialer;
     if (session.role === 'dialler') {
-      const ttl = session.expiresAt - Date.now();
+      const ttl = session.expiresAt - this.#opts.now();
       dialer?.reauthAt(Math.max(0, ttl - Math.min(ttl * 0.25, 300_000)));
     } else {
       dialer?.cancelReauth();

@@ -39,13 +39,17 @@ export interface SessionOptions {
   readonly rateLimitWindowMs: number;
   readonly remote: string;
   readonly log: Logger;
+  /** The node's clock (ms since the epoch): establishment, expiry and the rate limit's refill read it. */
+  readonly now: () => number;
 }
 
 /**
  * An authenticated, encrypted session with one peer over one WebSocket.
  * Every frame is AES-256-GCM with a per-direction counter; the first frame
  * each way is `grants`. Nothing thrown while handling a frame escapes: a bad
- * frame closes this session with its code and touches nothing else.
+ * frame closes this session with its code and touches nothing else. Its
+ * lifetime is checked against the node's clock on every frame in and out,
+ * not only by a timer (timers stop while the machine sleeps; clocks do not).
  */
 export class Session extends EventEmitter<SessionEvents> {
   readonly peer: NodeId;
@@ -53,7 +57,7 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly dialler: NodeId;
   readonly expiresAt: number;
   readonly remote: string;
-  readonly establishedAt = Date.now();
+  readonly establishedAt: number;
   /** The peer's first grants message (its grants and the revocations it knows). */
   peerGrants: GrantsMessage | undefined;
   /** Set when the peer was admitted by a grant rather than a peers-file entry. */
@@ -69,7 +73,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #alive = true;
   #heartbeat: NodeJS.Timeout | undefined;
   #bucket: number;
-  #refilled = Date.now();
+  #refilled: number;
   #paused: NodeJS.Timeout | undefined;
   /** [when, ms] of recent throttling pauses, for the "persists" test. */
   readonly #throttles: [number, number][] = [];
@@ -84,6 +88,8 @@ export class Session extends EventEmitter<SessionEvents> {
     this.dialler = opts.dialler;
     this.expiresAt = opts.expiresAt;
     this.remote = opts.remote;
+    this.establishedAt = opts.now();
+    this.#refilled = this.establishedAt;
     this.#bucket = 2 * opts.maxBytesPerSecond;
     this.#seal = new FrameCipher(opts.sendKey);
     this.#open = new FrameCipher(opts.recvKey);
@@ -92,7 +98,7 @@ export class Session extends EventEmitter<SessionEvents> {
     ws.on('error', (err) => this.#log.debug({ err }, 'socket error'));
     ws.on('pong', () => (this.#alive = true));
     this.#heartbeat = setInterval(() => this.#beat(), opts.heartbeatMs);
-    this.#expiry = setTimeout(() => this.close(Close.sessionExpired, 'session lifetime reached'), Math.max(0, opts.expiresAt - Date.now()));
+    this.#expiry = setTimeout(() => this.close(Close.sessionExpired, 'session lifetime reached'), Math.max(0, opts.expiresAt - this.establishedAt));
   }
 
   /**
@@ -135,7 +141,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Encrypts and sends one message. A peer that lets the queue pass maxQueuedBytes is dropped. */
   send(message: SessionMessage): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#expired()) return;
     const frame = this.#seal.seal(encodeMessage(message));
     if (this.#queued + frame.byteLength > this.#opts.maxQueuedBytes) {
       this.close(Close.slowPeer, `more than ${this.#opts.maxQueuedBytes} bytes queued`);
@@ -167,8 +173,15 @@ export class Session extends EventEmitter<SessionEvents> {
     });
   }
 
+  /** Closes the session (4012) once the node's clock has passed its expiry; the timer is only a backstop. */
+  #expired(): boolean {
+    if (this.#opts.now() < this.expiresAt) return false;
+    this.close(Close.sessionExpired, 'session lifetime reached');
+    return true;
+  }
+
   #onFrame(data: Buffer, isBinary: boolean): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#expired()) return;
     try {
       if (!isBinary) throw new PeerRefusal(Close.protocolError, 'text frame after the handshake');
       if (data.byteLength > this.#opts.maxFrameBytes) throw new PeerRefusal(Close.frameTooLarge, `frame over ${this.#opts.maxFrameBytes} bytes`);
@@ -202,8 +215,9 @@ export class Session extends EventEmitter<SessionEvents> {
    */
   #meter(bytes: number): void {
     const rate = this.#opts.maxBytesPerSecond;
-    const now = Date.now();
-    this.#bucket = Math.min(2 * rate, this.#bucket + ((now - this.#refilled) / 1000) * rate);
+    const now = this.#opts.now();
+    // A clock set back refills nothing (it must not drain the bucket either).
+    this.#bucket = Math.min(2 * rate, this.#bucket + (Math.max(0, now - this.#refilled) / 1000) * rate);
     this.#refilled = now;
     this.#bucket -= bytes;
     if (this.#bucket >= 0 || this.#paused) return;
@@ -226,6 +240,8 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   #beat(): void {
+    // After a sleep the heartbeat comes round well before the expiry timer does.
+    if (this.#expired()) return;
     if (!this.#alive) {
       this.#log.warn({ remote: this.remote }, 'peer missed a heartbeat; dropping the session');
       this.#ws.terminate();

@@ -18,9 +18,9 @@ export interface TestNode {
   token(scopes?: string[]): Promise<string>;
 }
 
-/** Starts a node in this process on port 0 with its own data dir, or again on `dir` (a restart). */
-export async function testNode(name: string, config: Record<string, unknown> = {}, existingDir?: string): Promise<TestNode> {
-  const { daemon, dir, lines, api } = await startDaemon(existingDir ? { dir: existingDir } : { name, config });
+/** Starts a node in this process on port 0 with its own data dir, or again on `dir` (a restart); `now` is its injected clock. */
+export async function testNode(name: string, config: Record<string, unknown> = {}, existingDir?: string, opts: { now?: () => number } = {}): Promise<TestNode> {
+  const { daemon, dir, lines, api } = await startDaemon({ ...(existingDir ? { dir: existingDir } : { name, config }), ...opts });
   const identity = await readKeyFile(join(dir, 'identity.json'));
   return {
     daemon,
