@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from './api/server.js';
 import { apiAuthenticator } from './api/auth.js';
+import { AppConnections } from './api/app-connections.js';
 import type { StatusBody } from './api/routes/status.js';
 import { loadNodeConfig, type NodeConfig } from './config/node-config.js';
 import { loadPeers } from './config/peers.js';
@@ -137,7 +138,8 @@ export class Daemon {
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
       const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
-      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now });
+      const connections = new AppConnections({ max: config.maxAppConnections, perToken: config.maxAppConnectionsPerToken, log });
+      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now, connections });
       cleanup.unshift(async () => yjs.stop());
       const routes = apiRoutes({
         docs,
@@ -145,6 +147,7 @@ export class Daemon {
         log,
         maxQueuedBytes: config.maxQueuedBytes,
         maxUpdateBytes: config.maxUpdateBytes,
+        connections,
         nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)),
         status: (grant) => daemon!.status(grant),
         verify: () => daemon!.verify(),
@@ -157,6 +160,7 @@ export class Daemon {
           lagByPeer: () => sync.lagByPeer(),
           docs: () => ({ stored: docs.count, loaded: docs.loadedCount }),
           alarms: () => daemon!.alarms.length,
+          appConnections: () => ({ open: connections.open, refused: connections.refused }),
         },
       });
       const api = new ApiServer({

@@ -8,6 +8,7 @@ import * as Y from 'yjs';
 import * as awarenessProtocol from 'y-protocols/awareness';
 import type { Docs } from '../sync/docs.js';
 import type { ApiGrant } from '../tokens/api-token.js';
+import type { AppConnections } from './app-connections.js';
 import type { DocName } from '../types.js';
 import { StoreError } from '../errors.js';
 import { UpdateDecodeError } from '../yjs/parse.js';
@@ -31,7 +32,8 @@ export const WsClose = {
   refused: 4409,
   tooLarge: 4413,
   reload: 4410,
-  storage: 4503,
+  /** Storage not writable, or too many app connections: retry later. */
+  unavailable: 4503,
 } as const;
 
 /** How long an app has to answer the node's close frame before its socket is cut (ws itself would wait 30 s). */
@@ -44,6 +46,8 @@ export interface YjsEndpointOptions {
   readonly allowedOrigins: readonly string[];
   readonly maxUpdateBytes: number;
   readonly now: () => number;
+  /** The bound on open app connections (maxAppConnections, and per token); the event streams share it. */
+  readonly connections: AppConnections;
   /**
    * Bytes waiting unsent to one app (beyond its last sync step 2, which may
    * be the whole document) before the node drops it as too slow; the config's
@@ -62,7 +66,8 @@ const ROUTE = '/v1/yjs/';
  * WebsocketProvider reads and writes through it. Writes go through the same
  * path as `POST /updates` (signed as envelopes of what is new). Refusals other
  * than Origin accept the upgrade and then close with 44xx, since y-websocket
- * retries HTTP refusals forever and stops on 4400–4499.
+ * retries HTTP refusals forever and stops on 4400–4499; what a retry can fix
+ * (storage, too many connections) closes with 4503.
  */
 export class YjsEndpoint {
   readonly #o: YjsEndpointOptions;
@@ -144,7 +149,10 @@ export class YjsEndpoint {
     // The rest of the raw path is the name, slashes included (WebsocketProvider does not encode the room).
     const doc = parseDocName(rawPath.slice(ROUTE.length));
     if (!grant.covers('read', doc)) throw new HttpError(403, 'forbidden', 'token has no read scope for this document');
-    if (ws.readyState !== ws.OPEN) return;
+    // A slot from here, before the document loads, until the socket is gone: beyond the bound, a 4503 the app retries.
+    const release = this.#o.connections.take(grant.id);
+    ws.once('close', release);
+    if (ws.readyState !== ws.OPEN) return release();
     const room = await this.#join(doc, ws);
     const expiry = longTimeout(() => closeSocket(ws, WsClose.unauthorized, 'token expired'), grant.expiresAt - this.#o.now());
     ws.on('close', () => {
@@ -326,10 +334,10 @@ function closeSocket(ws: WebSocket, code: number, reason: string): void {
 function closeFor(err: unknown): [number, string] {
   const cut = (s: string) => (Buffer.byteLength(s) > 123 ? Buffer.from(s).subarray(0, 120).toString('utf8') : s);
   if (err instanceof HttpError) {
-    const code = { 400: WsClose.badRequest, 401: WsClose.unauthorized, 403: WsClose.forbidden, 409: WsClose.refused, 413: WsClose.tooLarge, 503: WsClose.storage }[err.status];
+    const code = { 400: WsClose.badRequest, 401: WsClose.unauthorized, 403: WsClose.forbidden, 409: WsClose.refused, 413: WsClose.tooLarge, 503: WsClose.unavailable }[err.status];
     return [code ?? WsClose.badRequest, cut(err.message)];
   }
   if (err instanceof UpdateDecodeError) return [WsClose.badRequest, cut(err.message)];
-  if (err instanceof StoreError) return [WsClose.storage, 'storage is not writable; retry later'];
+  if (err instanceof StoreError) return [WsClose.unavailable, 'storage is not writable; retry later'];
   return [1011, 'internal error'];
 }

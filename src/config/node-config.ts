@@ -45,7 +45,11 @@ export const DEFAULTS = {
   maxPeerBytesPerSecond: 64 * 1024 * 1024,
   announceInterval: '5m',
   rateLimitWindow: '30s',
+  maxAppConnections: 4096,
 } as const;
+
+/** Unless tessera.json says otherwise, one token may hold this share of maxAppConnections. */
+const PER_TOKEN_SHARE = 4;
 
 const FileSchema = z.strictObject({
   name: z.string().min(1).max(100).optional(),
@@ -78,6 +82,8 @@ const FileSchema = z.strictObject({
   maxPeerBytesPerSecond: bytes.optional(),
   announceInterval: positiveDuration.optional(),
   rateLimitWindow: positiveDuration.optional(),
+  maxAppConnections: bytes.optional(),
+  maxAppConnectionsPerToken: bytes.optional(),
 });
 
 export type NodeConfigFile = z.infer<typeof FileSchema>;
@@ -116,6 +122,8 @@ export interface NodeConfig {
   readonly maxPeerBytesPerSecond: number;
   readonly announceInterval: number;
   readonly rateLimitWindow: number;
+  readonly maxAppConnections: number;
+  readonly maxAppConnectionsPerToken: number;
 }
 
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -130,6 +138,7 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
   const c = parsed.data;
   const dir = dirname(file);
   const ms = (v: string | undefined, d: string) => parseDuration(v ?? d)!;
+  const maxAppConnections = c.maxAppConnections ?? DEFAULTS.maxAppConnections;
   const config: NodeConfig = {
     file,
     dataDir,
@@ -163,6 +172,8 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
     maxPeerBytesPerSecond: c.maxPeerBytesPerSecond ?? DEFAULTS.maxPeerBytesPerSecond,
     announceInterval: ms(c.announceInterval, DEFAULTS.announceInterval),
     rateLimitWindow: ms(c.rateLimitWindow, DEFAULTS.rateLimitWindow),
+    maxAppConnections,
+    maxAppConnectionsPerToken: c.maxAppConnectionsPerToken ?? Math.max(1, Math.floor(maxAppConnections / PER_TOKEN_SHARE)),
   };
   // Timers cannot wait longer than 2^31-1 ms (about 24.8 days).
   for (const key of ['sessionTtl', 'handshakeTimeout', 'heartbeatInterval', 'reconnectMax', 'refusedReconnectMax', 'docIdleTimeout', 'announceInterval', 'rateLimitWindow'] as const) {
@@ -170,6 +181,9 @@ export function parseNodeConfig(file: string, dataDir: string, json: unknown): N
   }
   if (config.maxFrameBytes < config.maxUpdateBytes + 64 * 1024) {
     throw new ConfigError(file, '$.maxFrameBytes', 'must exceed maxUpdateBytes by at least 65536 (an envelope carries its token beside the update)');
+  }
+  if (config.maxAppConnectionsPerToken > config.maxAppConnections) {
+    throw new ConfigError(file, '$.maxAppConnectionsPerToken', `must be at most maxAppConnections (${config.maxAppConnections})`);
   }
   return config;
 }

@@ -11,6 +11,8 @@ export type Access = 'read' | 'write';
 
 /** The scopes of a verified local API token. */
 export interface ApiGrant {
+  /** The token's `jti`: what its connections are counted under. */
+  readonly id: string;
   readonly scopes: readonly string[];
   readonly expiresAt: number;
   covers(access: Access, doc: string): boolean;
@@ -71,16 +73,19 @@ export async function verifyApiToken(token: string, check: ApiTokenCheck): Promi
   }
   if (typeof payload.aud !== 'string') throw new TokenError('ERR_TOKEN_INVALID', 'aud must be a single string');
   if (payload.exp! - payload.iat! > Math.ceil(check.maxTtlMs / 1000)) throw new TokenError('ERR_TOKEN_INVALID', 'token lifetime exceeds apiTokenMaxTtl');
+  // jose requires a jti but not that it be a string.
+  if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new TokenError('ERR_TOKEN_INVALID', 'token claim "jti" must be a string of 1 to 256 characters');
   const scope = payload.scope;
   if (!Array.isArray(scope) || scope.length === 0 || scope.length > 64 || !scope.every((s) => typeof s === 'string' && !scopeProblem(s))) {
     throw new TokenError('ERR_TOKEN_INVALID', 'scope must be a non-empty list of "read:<glob>" / "write:<glob>"');
   }
-  return grantFor(scope as string[], payload.exp! * 1000);
+  return grantFor(payload.jti, scope as string[], payload.exp! * 1000);
 }
 
-function grantFor(scopes: readonly string[], expiresAt: number): ApiGrant {
+function grantFor(id: string, scopes: readonly string[], expiresAt: number): ApiGrant {
   const parsed = scopes.map((s) => SCOPE.exec(s)!).map((m) => ({ access: m[1] as Access, glob: m[2]! }));
   return {
+    id,
     scopes,
     expiresAt,
     covers: (access, doc) => parsed.some((p) => p.access === access && globMatches(p.glob, doc)),

@@ -64,6 +64,8 @@ export interface MetricsSource {
   lagByPeer(): Promise<ReadonlyMap<string, number>>;
   docs(): { stored: number; loaded: number };
   alarms(): number;
+  /** Long-lived app connections (WebSockets, event streams): open now, and refused beyond the bound since start. */
+  appConnections(): { open: number; refused: number };
 }
 
 /**
@@ -83,6 +85,8 @@ export function metricsRoute(source: MetricsSource): Route {
   const lag = new Gauge({ name: 'tessera_replication_lag_envelopes', help: 'Envelopes held here that a peer is not known to hold', labelNames: ['peer'], registers: [registry] });
   const docs = new Gauge({ name: 'tessera_documents', help: 'Documents stored and loaded in memory', labelNames: ['where'], registers: [registry] });
   const alarms = new Gauge({ name: 'tessera_alarms', help: 'Open alarms (equivocation, conflicting envelopes)', registers: [registry] });
+  const apps = new Gauge({ name: 'tessera_app_connections', help: 'App WebSockets and event streams open on the local API', registers: [registry] });
+  const appsRefused = new Gauge({ name: 'tessera_app_connections_refused_total', help: 'App connections refused beyond maxAppConnections or maxAppConnectionsPerToken', registers: [registry] });
   return {
     method: 'GET',
     path: '/metrics',
@@ -105,6 +109,9 @@ export function metricsRoute(source: MetricsSource): Route {
       docs.set({ where: 'stored' }, d.stored);
       docs.set({ where: 'loaded' }, d.loaded);
       alarms.set(source.alarms());
+      const a = source.appConnections();
+      apps.set(a.open);
+      appsRefused.set(a.refused);
       const text = await registry.metrics();
       res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
       res.end(text);

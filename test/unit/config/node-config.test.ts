@@ -67,6 +67,8 @@ describe('tessera.json defaults', () => {
       maxPeerBytesPerSecond: 64 * 1024 * 1024,
       announceInterval: 300_000,
       rateLimitWindow: 30_000,
+      maxAppConnections: 4096,
+      maxAppConnectionsPerToken: 1024,
     });
   });
 
@@ -117,6 +119,8 @@ describe('tessera.json keys', () => {
       maxPeerBytesPerSecond: 2048,
       announceInterval: '1m',
       rateLimitWindow: '10s',
+      maxAppConnections: 10,
+      maxAppConnectionsPerToken: 3,
     });
     expect(c).toEqual({
       file: FILE,
@@ -151,6 +155,8 @@ describe('tessera.json keys', () => {
       maxPeerBytesPerSecond: 2048,
       announceInterval: 60_000,
       rateLimitWindow: 10_000,
+      maxAppConnections: 10,
+      maxAppConnectionsPerToken: 3,
     });
   });
 

@@ -171,6 +171,11 @@ describe('local API tokens', () => {
       }
     });
 
+    it('a jti that is not a string of 1 to 256 characters (connections are counted under it)', async () => {
+      for (const jti of [42, {}, ['j'], '', 'j'.repeat(257)]) await refused(await signed(claims({ jti })));
+      expect((await verifyApiToken(await signed(claims({ jti: 'j'.repeat(256) })), check())).id).toBe('j'.repeat(256));
+    });
+
     it.each([
       ['empty list', []],
       ['a string, not a list', 'read:**'],
