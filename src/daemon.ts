@@ -63,8 +63,9 @@ export class Daemon {
   readonly #yjs: YjsEndpoint;
   #stopping: Promise<void> | undefined;
 
-  private constructor(parts: { log: Logger; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer; docs: Docs; sync: SyncService; policy: Policy; yjs: YjsEndpoint }) {
+  private constructor(parts: { log: Logger; now: () => number; dataDir: string; identity: KeyPair; config: NodeConfig; store: Store; watcher: ConfigWatcher; peers: PeerManager; api: ApiServer; docs: Docs; sync: SyncService; policy: Policy; yjs: YjsEndpoint }) {
     this.#log = parts.log;
+    this.#now = parts.now;
     this.#dataDir = parts.dataDir;
     this.#identity = parts.identity;
     this.#config = parts.config;
@@ -176,7 +177,7 @@ export class Daemon {
         throw bindError(err, config.file, '$.api', config.api);
       });
       cleanup.unshift(() => api.stop());
-      daemon = new Daemon({ log, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy, yjs });
+      daemon = new Daemon({ log, now, dataDir, identity, config, store, watcher, peers, api, docs, sync, policy, yjs });
       const d = daemon;
       docs.on('alarm', (alarm) => d.#raise(alarm));
       // What follows a reload runs one reload at a time, in order: two quick saves must not interleave their trust refreshes.
@@ -273,13 +274,14 @@ export class Daemon {
 
   #grantTimer: NodeJS.Timeout | undefined;
   #ownGrantExp: number | undefined;
+  readonly #now: () => number;
 
   /** This node's own grant: the latest expiry among grants naming it; warns well before it expires. */
   #checkOwnGrant(): void {
     const exps = this.#watcher.grants.grants.map((g) => peekGrant(g)).filter((g) => g?.sub === this.#identity.id).map((g) => g!.exp * 1000);
     this.#ownGrantExp = exps.length ? Math.max(...exps) : undefined;
     if (this.#ownGrantExp === undefined) return;
-    const left = this.#ownGrantExp - Date.now();
+    const left = this.#ownGrantExp - this.#now();
     const at = new Date(this.#ownGrantExp).toISOString();
     if (left <= 0) this.#log.error({ expiresAt: at }, 'this node\'s grant has expired: peers that admit it by grant will refuse it; put a refreshed grant in the grants file');
     else if (left < this.#config.grantWarning) this.#log.warn({ expiresAt: at }, 'this node\'s grant expires soon; put a refreshed grant in the grants file');

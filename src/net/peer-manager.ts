@@ -351,6 +351,8 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
     };
     arm();
     session.on('message', (m) => {
+      // The timer is a backstop: timers stop while the machine sleeps, the clock does not.
+      if (session.grant!.exp * 1000 <= this.#opts.now()) return session.close(Close.grantRequired, 'grant expired');
       if (m.type !== 'grants' || !m.grants.length) return;
       void this.#opts.trust.admission(session.peer, session.grant!.key.x, m.grants).then((g) => {
         if (g && g.exp > session.grant!.exp) {

@@ -70,7 +70,7 @@ export class DocsContext {
    */
   #arrived = 0;
   arrival(): number {
-    this.#arrived = Math.max(this.#arrived + 1, Date.now() * 1024);
+    this.#arrived = Math.max(this.#arrived + 1, this.options.now() * 1024);
     return this.#arrived;
   }
 

@@ -67,7 +67,8 @@ export class LiveDoc {
   heldBytes = 0;
   readonly localQueue: LocalWrite[] = [];
   signing = false;
-  lastUsed = Date.now();
+  /** When it was last opened or worked on, by the node's clock. */
+  lastUsed: number;
   sinceSnapshot = 0;
   /** Open y-websocket connections, SSE streams and other users that keep it loaded. */
   users = 0;
@@ -78,9 +79,13 @@ export class LiveDoc {
   /** SHA-256 of the encoded state, cached until the document changes. */
   digest: string | undefined;
 
-  constructor(name: DocName, vector: Vector) {
+  readonly #now: () => number;
+
+  constructor(name: DocName, vector: Vector, now: () => number = Date.now) {
     this.name = name;
     this.vector = vector;
+    this.#now = now;
+    this.lastUsed = now();
     this.ydoc = this.#newYDoc();
   }
 
@@ -112,7 +117,7 @@ export class LiveDoc {
     this.busy++;
     const next = this.#chain.then(fn, fn);
     this.#chain = next.catch(() => undefined);
-    this.lastUsed = Date.now();
+    this.lastUsed = this.#now();
     const done = () => void this.busy--;
     void next.then(done, done);
     return next;

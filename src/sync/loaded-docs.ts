@@ -86,7 +86,7 @@ export class LoadedDocs {
   async open(doc: DocName): Promise<LiveDoc> {
     const live = this.#live.get(doc);
     if (live) {
-      live.lastUsed = Date.now();
+      live.lastUsed = this.#o.now();
       return live;
     }
     let loading = this.#loading.get(doc);
@@ -103,7 +103,7 @@ export class LoadedDocs {
     // would cover envelopes without their structs), or read the store before
     // an older snapshot lands over what this copy writes.
     await this.#unloading.get(doc);
-    const live = new LiveDoc(doc, {});
+    const live = new LiveDoc(doc, {}, this.#o.now);
     await this.fill(live, false);
     this.#live.set(doc, live);
     this.#evictOverflow(live);
@@ -218,7 +218,7 @@ export class LoadedDocs {
   }
 
   async sweep(): Promise<void> {
-    const cutoff = Date.now() - this.#o.docIdleTimeoutMs;
+    const cutoff = this.#o.now() - this.#o.docIdleTimeoutMs;
     for (const live of [...this.#live.values()]) if (live.users === 0 && live.lastUsed < cutoff) await this.#unload(live);
   }
 

@@ -14,6 +14,7 @@ import type { SessionMessage } from '../../src/protocol/messages.js';
 import type { NodeId } from '../../src/types.js';
 import { entryFor, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';
+import { authority, grantFor, writeGrants } from '../helpers/authority.js';
 
 const TTL_MS = 3_600_000;
 /** Ahead of the real clock, within clockTolerance (30 s): handshakes still verify both ways. */
@@ -78,6 +79,24 @@ describe('peer sessions keep time by the node\'s clock', () => {
     expect(atA.closed).toBe(true);
     expect(await atBClosed).toBe(Close.sessionExpired.code);
     expect(delivered).toBe(0);
+  });
+
+  it('one admitted by a grant whose expiry passed by the clock is closed 4019 on the next frame, before its timer', async () => {
+    const admin = await authority();
+    const clock = { skew: AHEAD_MS };
+    const hub = await testNode('hub', { sessionTtl: '1h' }, undefined, { now: () => Date.now() + clock.skew });
+    const fresh = await testNode('fresh', { sessionTtl: '1h' });
+    await setPeers(hub, [], [admin.entry]);
+    await writeGrants(fresh, [await grantFor(admin, fresh, ['**'], ['**'], 600_000)]);
+    await setPeers(fresh, [entryFor(hub)]);
+    const atHub = await waitUntil(() => live(hub.daemon.peerManager.session(fresh.id as NodeId)), { what: 'the hub admits fresh by its grant' });
+    const atFresh = await waitUntil(() => live(fresh.daemon.peerManager.session(hub.id as NodeId)), { what: 'fresh holds a session with the hub' });
+    expect(atHub.grant).toBeDefined();
+    const closed = closedWith(atHub);
+    // Past the grant's 10 minutes by the hub's clock, well within the session's hour.
+    clock.skew = AHEAD_MS + 1_200_000;
+    atFresh.send(grants);
+    expect(await closed).toBe(Close.grantRequired.code);
   });
 
   it('refill their rate limit by the clock: a peer that keeps within its rate by the node\'s clock is not throttled', async () => {
