@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ApiServer } from './api/server.js';
 import { apiAuthenticator } from './api/auth.js';
 import { AppConnections } from './api/app-connections.js';
+import { BodyBudget } from './api/body-budget.js';
 import type { StatusBody } from './api/routes/status.js';
 import { loadNodeConfig, type NodeConfig } from './config/node-config.js';
 import { loadPeers } from './config/peers.js';
@@ -29,6 +30,9 @@ import type { ApiGrant } from './tokens/api-token.js';
 import type { Alarm } from './api/routes/status.js';
 import { formatHostPort } from './util/address.js';
 import { writeFileAtomic } from './util/files.js';
+
+/** Update bodies of the largest size (maxUpdateBytes) the local API holds at once, all requests together. */
+const BODY_BUDGET_UPDATES = 4;
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -139,6 +143,8 @@ export class Daemon {
       cleanup.unshift(() => peers.stop());
       let daemon: Daemon | undefined;
       const authenticate = apiAuthenticator({ identity, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance, now });
+      // Four updates of the largest size at once: writes queue per document anyway, so more in flight buys nothing.
+      const bodies = new BodyBudget(BODY_BUDGET_UPDATES * config.maxUpdateBytes);
       const connections = new AppConnections({ max: config.maxAppConnections, perToken: config.maxAppConnectionsPerToken, log });
       const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now, connections });
       cleanup.unshift(async () => yjs.stop());
@@ -148,6 +154,7 @@ export class Daemon {
         log,
         maxQueuedBytes: config.maxQueuedBytes,
         maxUpdateBytes: config.maxUpdateBytes,
+        bodies,
         connections,
         nameOf: (origin) => (origin === identity.id ? config.name : (policy.nameOf(origin) ?? null)),
         status: (grant) => daemon!.status(grant),
@@ -162,6 +169,7 @@ export class Daemon {
           docs: () => ({ stored: docs.count, loaded: docs.loadedCount }),
           alarms: () => daemon!.alarms.length,
           appConnections: () => ({ open: connections.open, refused: connections.refused }),
+          bodies: () => ({ held: bodies.held, refused: bodies.refused }),
         },
       });
       const api = new ApiServer({
@@ -247,7 +255,15 @@ export class Daemon {
   }
 
   /** `tessera verify`, run by the running node, on a snapshot of its store (it goes on writing meanwhile). */
-  async verify(): Promise<VerifyReport> {
+  /** Checks every stored envelope; callers while a check runs share its report (each check reads the whole store). */
+  verify(): Promise<VerifyReport> {
+    this.#verifying ??= this.#verifyOnce().finally(() => (this.#verifying = undefined));
+    return this.#verifying;
+  }
+
+  #verifying: Promise<VerifyReport> | undefined;
+
+  async #verifyOnce(): Promise<VerifyReport> {
     const snapshot = this.#store.snapshot();
     try {
       return await verifyStore(snapshot, (origin) => this.#policy.authorJwk(origin));

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BodyShare } from './body-budget.js';
 
 /** An API refusal: the status, a stable code and a message for the client. */
 export class HttpError extends Error {
@@ -33,17 +34,21 @@ export function sendBytes(res: ServerResponse, bytes: Uint8Array): void {
 
 /**
  * Reads a request body up to `limit` bytes: 413 from Content-Length before
- * reading, or as soon as the count passes the limit while streaming.
+ * reading, or as soon as the count passes the limit while streaming. With a
+ * `share` of the node's body budget, the body holds its bytes there (from
+ * Content-Length, else as they come): 503 when the budget has no room.
  */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+export async function readBody(req: IncomingMessage, limit: number, share?: BodyShare): Promise<Uint8Array> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
+  if (declared !== undefined && Number.isSafeInteger(Number(declared))) share?.grow(Number(declared));
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
+      share?.grow(size);
       chunks.push(chunk);
     }
   } catch (err) {

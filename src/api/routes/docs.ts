@@ -11,11 +11,14 @@ import { feedOrigin } from '../../sync/overlap.js';
 import { docToJson } from '../../yjs/to-json.js';
 import type { DocName, FeedKey, NodeId } from '../../types.js';
 import type { Access } from '../../tokens/api-token.js';
+import type { BodyBudget } from '../body-budget.js';
 
 export interface DocRoutesDeps {
   readonly docs: Docs;
   readonly store: Store;
   readonly maxUpdateBytes: number;
+  /** Bytes of update bodies held at once, all requests together. */
+  readonly bodies: BodyBudget;
   readonly nameOf: (origin: NodeId) => string | null;
 }
 
@@ -63,8 +66,10 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
       docRoute: '/updates',
       handler: async (ctx) => {
         const doc = named(ctx, 'write');
-        const body = await readBody(ctx.req, deps.maxUpdateBytes);
+        // The body holds its share of the budget until it is durable (or refused).
+        const share = deps.bodies.open();
         try {
+          const body = await readBody(ctx.req, deps.maxUpdateBytes, share);
           const { vector, refused } = await docs.write(doc, body);
           if (refused.length) {
             sendJson(ctx.res, 409, { error: { code: 'refused', message: 'part of the update was refused; the rest was accepted' }, refused, vector });
@@ -75,6 +80,8 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
           if (err instanceof UpdateDecodeError) throw new HttpError(400, 'bad_update', err.message);
           if (err instanceof StoreError) throw new HttpError(503, 'store_unavailable', 'storage is not writable; retry later');
           throw err;
+        } finally {
+          share.release();
         }
       },
     },

@@ -66,6 +66,8 @@ export interface MetricsSource {
   alarms(): number;
   /** Long-lived app connections (WebSockets, event streams): open now, and refused beyond the bound since start. */
   appConnections(): { open: number; refused: number };
+  /** Update bodies: bytes held now, and requests refused beyond the budget since start. */
+  bodies(): { held: number; refused: number };
 }
 
 /**
@@ -87,6 +89,8 @@ export function metricsRoute(source: MetricsSource): Route {
   const alarms = new Gauge({ name: 'tessera_alarms', help: 'Open alarms (equivocation, conflicting envelopes)', registers: [registry] });
   const apps = new Gauge({ name: 'tessera_app_connections', help: 'App WebSockets and event streams open on the local API', registers: [registry] });
   const appsRefused = new Gauge({ name: 'tessera_app_connections_refused_total', help: 'App connections refused beyond maxAppConnections or maxAppConnectionsPerToken', registers: [registry] });
+  const bodyBytes = new Gauge({ name: 'tessera_api_body_bytes', help: 'Bytes of update bodies the local API holds now (read or announced, not yet durable)', registers: [registry] });
+  const bodiesRefused = new Gauge({ name: 'tessera_api_bodies_refused_total', help: 'Update requests answered 503 busy: the body budget was full', registers: [registry] });
   return {
     method: 'GET',
     path: '/metrics',
@@ -112,6 +116,9 @@ export function metricsRoute(source: MetricsSource): Route {
       const a = source.appConnections();
       apps.set(a.open);
       appsRefused.set(a.refused);
+      const b = source.bodies();
+      bodyBytes.set(b.held);
+      bodiesRefused.set(b.refused);
       const text = await registry.metrics();
       res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
       res.end(text);
