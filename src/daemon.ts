@@ -31,7 +31,7 @@ import type { Alarm } from './api/routes/status.js';
 import { formatHostPort } from './util/address.js';
 import { writeFileAtomic } from './util/files.js';
 
-/** Update bodies of the largest size (maxUpdateBytes) the local API holds at once, all requests together. */
+/** Update bodies of the largest size (maxUpdateBytes) the local API holds at once, all requests together (half of it for one token). */
 const BODY_BUDGET_UPDATES = 4;
 
 export interface DaemonOptions {
@@ -254,8 +254,11 @@ export class Daemon {
     return this.#policy.trust;
   }
 
-  /** `tessera verify`, run by the running node, on a snapshot of its store (it goes on writing meanwhile). */
-  /** Checks every stored envelope; callers while a check runs share its report (each check reads the whole store). */
+  /**
+   * `tessera verify`, run by the running node, on a snapshot of its store (it
+   * goes on writing meanwhile). Callers while a check runs share its report:
+   * each check reads the whole store.
+   */
   verify(): Promise<VerifyReport> {
     this.#verifying ??= this.#verifyOnce().finally(() => (this.#verifying = undefined));
     return this.#verifying;

@@ -2,36 +2,42 @@ import { HttpError } from './http.js';
 
 /**
  * The bytes of request bodies held at once across all API requests
- * (DESIGN.md §9): a body holds its share from the moment it is announced
- * (Content-Length) or read, until its request is done. Beyond the budget the
- * request is answered 503 `busy` at once, before its body is read further.
+ * (DESIGN.md §9): a body holds what has arrived of it until its request is
+ * done, at most `max` in all and half of that for one token (so that one
+ * app cannot shut the others out). Beyond either, the request is answered
+ * 503 `busy` at once, before more of its body is read.
  */
 export class BodyBudget {
   readonly #max: number;
   #held = 0;
+  readonly #byToken = new Map<string, number>();
   #refused = 0;
 
   constructor(max: number) {
     this.#max = max;
   }
 
-  /** A share of the budget for one request, empty until it grows; give it back with `release`. */
-  open(): BodyShare {
+  /** A share of the budget for one request made with the token `tokenId`, empty until it grows; give it back with `release`. */
+  open(tokenId: string): BodyShare {
     let held = 0;
+    const add = (bytes: number) => {
+      this.#held += bytes;
+      const left = (this.#byToken.get(tokenId) ?? 0) + bytes;
+      if (left > 0) this.#byToken.set(tokenId, left);
+      else this.#byToken.delete(tokenId);
+      held += bytes;
+    };
     return {
       grow: (bytes) => {
         if (bytes <= held) return;
-        if (this.#held + bytes - held > this.#max) {
+        const more = bytes - held;
+        if (this.#held + more > this.#max || (this.#byToken.get(tokenId) ?? 0) + more > this.#max / 2) {
           this.#refused++;
-          throw new HttpError(503, 'busy', `request bodies waiting to be handled exceed ${this.#max} bytes; retry`);
+          throw new HttpError(503, 'busy', `request bodies waiting to be handled exceed ${this.#max} bytes, or half of that for this token; retry`);
         }
-        this.#held += bytes - held;
-        held = bytes;
+        add(more);
       },
-      release: () => {
-        this.#held -= held;
-        held = 0;
-      },
+      release: () => add(-held),
     };
   }
 

@@ -35,13 +35,12 @@ export function sendBytes(res: ServerResponse, bytes: Uint8Array): void {
 /**
  * Reads a request body up to `limit` bytes: 413 from Content-Length before
  * reading, or as soon as the count passes the limit while streaming. With a
- * `share` of the node's body budget, the body holds its bytes there (from
- * Content-Length, else as they come): 503 when the budget has no room.
+ * `share` of the node's body budget, the bytes read are held there: 503 when
+ * the budget has no room for them.
  */
 export async function readBody(req: IncomingMessage, limit: number, share?: BodyShare): Promise<Uint8Array> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) throw new HttpError(413, 'too_large', `body exceeds ${limit} bytes`);
-  if (declared !== undefined && Number.isSafeInteger(Number(declared))) share?.grow(Number(declared));
   const chunks: Buffer[] = [];
   let size = 0;
   try {

@@ -350,13 +350,12 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
       timer = setTimeout(() => session.close(Close.grantRequired, 'grant expired'), Math.min(Math.max(0, session.grant!.exp * 1000 - this.#opts.now()), 2 ** 31 - 1));
     };
     arm();
+    // The timer is a backstop: the session itself checks the grant's expiry by the clock on every frame.
     session.on('message', (m) => {
-      // The timer is a backstop: timers stop while the machine sleeps, the clock does not.
-      if (session.grant!.exp * 1000 <= this.#opts.now()) return session.close(Close.grantRequired, 'grant expired');
       if (m.type !== 'grants' || !m.grants.length) return;
       void this.#opts.trust.admission(session.peer, session.grant!.key.x, m.grants).then((g) => {
         if (g && g.exp > session.grant!.exp) {
-          session.grant = g;
+          session.regrant(g);
           arm();
           this.#log.info({ peer: session.peer, expiresAt: new Date(g.exp * 1000).toISOString() }, 'peer refreshed its grant');
         }

@@ -18,6 +18,8 @@ export interface SessionEvents {
   /** Every queued frame has been written to the socket. */
   drain: [];
   close: [code: number, reason: string];
+  /** The peer presented a grant that replaces the one it was admitted by. */
+  grant: [grant: Grant];
 }
 
 export interface SessionOptions {
@@ -60,7 +62,7 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly establishedAt: number;
   /** The peer's first grants message (its grants and the revocations it knows). */
   peerGrants: GrantsMessage | undefined;
-  /** Set when the peer was admitted by a grant rather than a peers-file entry. */
+  /** Set when the peer was admitted by a grant rather than a peers-file entry (replaced with `regrant`). */
   grant: Grant | undefined;
   readonly #ws: WebSocket;
   readonly #seal: FrameCipher;
@@ -173,11 +175,22 @@ export class Session extends EventEmitter<SessionEvents> {
     });
   }
 
-  /** Closes the session (4012) once the node's clock has passed its expiry; the timer is only a backstop. */
+  /**
+   * Closes the session once the node's clock has passed its expiry (4012), or
+   * the expiry of the grant that admitted the peer (4019): nothing more goes
+   * either way. The timers are only a backstop.
+   */
   #expired(): boolean {
-    if (this.#opts.now() < this.expiresAt) return false;
-    this.close(Close.sessionExpired, 'session lifetime reached');
-    return true;
+    const now = this.#opts.now();
+    if (now >= this.expiresAt) {
+      this.close(Close.sessionExpired, 'session lifetime reached');
+      return true;
+    }
+    if (this.grant && now >= this.grant.exp * 1000) {
+      this.close(Close.grantRequired, 'grant expired');
+      return true;
+    }
+    return false;
   }
 
   #onFrame(data: Buffer, isBinary: boolean): void {
@@ -250,6 +263,12 @@ export class Session extends EventEmitter<SessionEvents> {
     }
     this.#alive = false;
     this.#ws.ping();
+  }
+
+  /** The peer refreshed its grant in this session: its permissions and expiry are the new grant's from now on. */
+  regrant(grant: Grant): void {
+    this.grant = grant;
+    this.emit('grant', grant);
   }
 
   close(kind: CloseKind, detail: string): void {

@@ -37,11 +37,16 @@ type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
 
 const HIGH_WATER = 1024 * 1024;
-/**
- * (document, feed) pairs remembered in one session: a peer's notWanted, and
- * the feeds this node refused; beyond it, what is declined is sent anyway.
- */
+/** (document, feed) pairs of a peer's notWanted remembered in one session; beyond it, what it declines is sent anyway. */
 const MAX_NOT_WANTED = 65_536;
+/**
+ * Bytes of names this node remembers refusing in one session (checked by
+ * policy before any signature, so a peer can make them up); beyond it, a
+ * refused feed is offered again at the next announce.
+ */
+const MAX_REFUSED_BYTES = 1024 * 1024;
+/** What one remembered name costs beside its characters. */
+const ENTRY_BYTES = 64;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 1024 * 1024;
@@ -73,7 +78,9 @@ export class Replicator {
    * announce (PROTOCOL.md §6.6).
    */
   readonly #refused = new Map<DocName, Map<string, number>>();
-  #refusedCount = 0;
+  /** Documents refused because the peer may not exchange them: wanted again when that may have changed. */
+  readonly #unexchangeable = new Set<DocName>();
+  #refusedBytes = 0;
   /** Origins whose grants were already sent in this session. */
   readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
@@ -93,6 +100,8 @@ export class Replicator {
     this.#log = opts.log.child({ component: 'sync', peer: this.#peer });
     opts.session.on('message', (m, bytes) => this.#enqueueInbound(m, bytes));
     opts.session.on('drain', () => void this.#pump());
+    // A refreshed grant may let the peer exchange documents refused before.
+    opts.session.on('grant', () => void this.#wantUnexchangeable().catch((err) => this.#log.error({ err }, 'wanting refused documents again failed')));
   }
 
   /** Takes in the peer's first grants message (before any later message of the peer), then announces. */
@@ -141,22 +150,22 @@ export class Replicator {
   }
 
   /**
-   * After a change of config (or grants, or revocations): announce again, and
-   * want again every document this node refused feeds of, so the peer
-   * re-sends what may now be accepted.
+   * After a change of the peers file or of the revocations in force: forget
+   * the peer's notWanted and this node's refusals, announce again, and want
+   * again every document this node refused feeds of, so the peer re-sends
+   * what may now be accepted.
    */
   async refresh(): Promise<void> {
     this.#notWanted.clear();
     this.#notWantedCount = 0;
     await this.#announce();
-    if (!this.#refused.size) return;
-    const docs = [...this.#refused.keys()];
+    if (!this.#refused.size && !this.#unexchangeable.size) return;
+    const docs = [...new Set([...this.#refused.keys(), ...this.#unexchangeable])];
     this.#refused.clear();
-    this.#refusedCount = 0;
-    // The true vectors: what was refused may be accepted now.
-    const want: Record<string, Vector> = {};
-    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = await this.#o.docs.vector(doc);
-    if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
+    this.#unexchangeable.clear();
+    this.#refusedBytes = 0;
+    // With the refusals forgotten, the true vectors: what was refused may be accepted now.
+    await this.#wantAgain(docs);
   }
 
   /** Forgets the refusals of feeds these origins wrote, and wants their documents again (true vectors for those feeds). */
@@ -167,11 +176,29 @@ export class Replicator {
       for (const feed of feeds.keys()) {
         if (!origins.has(feedOrigin(feed as FeedKey))) continue;
         feeds.delete(feed);
-        this.#refusedCount--;
+        this.#refusedBytes -= feed.length + ENTRY_BYTES;
         if (docs.at(-1) !== doc) docs.push(doc);
       }
-      if (!feeds.size) this.#refused.delete(doc);
+      if (!feeds.size) {
+        this.#refused.delete(doc);
+        this.#refusedBytes -= doc.length + ENTRY_BYTES;
+      }
     }
+    await this.#wantAgain(docs);
+  }
+
+  /** Wants again the documents refused because the peer could not exchange them, that it may exchange now. */
+  async #wantUnexchangeable(): Promise<void> {
+    const docs = [...this.#unexchangeable].filter((doc) => this.#o.policy.mayExchange(this.#peer, doc));
+    for (const doc of docs) {
+      this.#unexchangeable.delete(doc);
+      this.#refusedBytes -= doc.length + ENTRY_BYTES;
+    }
+    await this.#wantAgain(docs);
+  }
+
+  async #wantAgain(docs: readonly DocName[]): Promise<void> {
+    if (this.#stopped) return;
     const want: Record<string, Vector> = {};
     for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = this.#withRefused(doc, await this.#o.docs.vector(doc));
     if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
@@ -392,10 +419,9 @@ export class Replicator {
     for (const r of out.refused) {
       c.refused.set(r.reason, (c.refused.get(r.reason) ?? 0) + 1);
       if (r.reason === 'forgery') this.#forgeries++;
-      if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') {
-        notWanted.push([r.doc, r.feed]);
-        this.#noteRefused(r.doc, r.feed, r.seq);
-      }
+      if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') notWanted.push([r.doc, r.feed]);
+      if (r.reason === 'not_wanted') this.#noteRefused(r.doc, r.feed, r.seq);
+      if (r.reason === 'not_exchangeable') this.#noteUnexchangeable(r.doc);
       const key = JSON.stringify([r.doc, r.feed, r.reason, r.detail]);
       const line = lines.get(key);
       if (line) {
@@ -414,6 +440,11 @@ export class Replicator {
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
   }
 
+  /**
+   * Remembers a feed refused because its author may not write the document
+   * (not counted: refusals because the peer may not exchange it, which no
+   * announce compares while that holds).
+   */
   #noteRefused(doc: DocName, feed: string, seq: number): void {
     const feeds = this.#refused.get(doc);
     const had = feeds?.get(feed);
@@ -421,9 +452,16 @@ export class Replicator {
       if (seq > had) feeds!.set(feed, seq);
       return;
     }
-    if (this.#refusedCount >= MAX_NOT_WANTED) return;
+    const cost = feed.length + ENTRY_BYTES + (feeds ? 0 : doc.length + ENTRY_BYTES);
+    if (this.#refusedBytes + cost > MAX_REFUSED_BYTES) return;
     (feeds ?? this.#refused.set(doc, new Map()).get(doc)!).set(feed, seq);
-    this.#refusedCount++;
+    this.#refusedBytes += cost;
+  }
+
+  #noteUnexchangeable(doc: DocName): void {
+    if (this.#unexchangeable.has(doc) || this.#refusedBytes + doc.length + ENTRY_BYTES > MAX_REFUSED_BYTES) return;
+    this.#unexchangeable.add(doc);
+    this.#refusedBytes += doc.length + ENTRY_BYTES;
   }
 
   /** `vector` with the feeds refused in this session counted as held up to the highest seq refused; `vector` itself when that adds nothing. */

@@ -1,10 +1,10 @@
 /**
  * Update bodies are bounded across requests (DESIGN.md §9): the local API
- * holds at most four bodies of `maxUpdateBytes` at once, counted from their
- * Content-Length (or as they stream in) until they are durable or refused.
- * Beyond it a request is answered 503 `busy` at once, whatever its token,
- * and the room comes back when the held requests end. Real daemon on
- * 127.0.0.1, port 0, with its own LevelDB folder.
+ * holds at most four bodies of `maxUpdateBytes` at once, and half of that
+ * for one token, counting what has arrived of each until it is durable or
+ * refused. Beyond either, a request is answered 503 `busy` at once, and the
+ * room comes back when the held requests end. Real daemon on 127.0.0.1,
+ * port 0, with its own LevelDB folder.
  */
 import { request, type ClientRequest } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -38,38 +38,35 @@ const post = async (node: TestNode, token: string, doc: string, body: Uint8Array
   http(portOf(node), { method: 'POST', path: `/v1/docs/${encodeURIComponent(doc)}/updates`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' }, body });
 
 describe('update bodies held at once are bounded', () => {
-  it('four announced bodies of maxUpdateBytes fill the budget: the next request gets 503 busy, and room comes back when they end', async () => {
+  it('four bodies of nearly maxUpdateBytes from two apps fill the budget: a third app gets 503 busy, and room comes back when they end', async () => {
     const node = await testNode('n', { maxUpdateBytes: MAX_UPDATE });
-    const slow = await node.token(['write:**', 'read:**']);
-    const other = await node.token(['write:**', 'read:**']);
-    const held = Array.from({ length: 4 }, (_, i) => heldPost(node, slow, `held/${i}`, 100, MAX_UPDATE));
-    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 4 * MAX_UPDATE, { what: 'the four bodies hold the budget' });
+    const [one, two, third] = await Promise.all([node.token(['write:**']), node.token(['write:**']), node.token(['write:**'])]);
+    // Each sends all but one byte of its body (one without Content-Length): the node holds what arrived, waiting for the rest.
+    const held = [heldPost(node, one, 'held/0', MAX_UPDATE - 1, MAX_UPDATE), heldPost(node, one, 'held/1', MAX_UPDATE - 1), heldPost(node, two, 'held/2', MAX_UPDATE - 1, MAX_UPDATE), heldPost(node, two, 'held/3', MAX_UPDATE - 1, MAX_UPDATE)];
+    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 4 * (MAX_UPDATE - 1), { what: 'the four bodies hold the budget' });
 
-    const small = appDoc().edit((d) => d.getText('t').insert(0, 'small'));
-    const refused = await post(node, other, 'fits/x', small);
+    const refused = await post(node, third, 'fits/x', new Uint8Array(64));
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.text)).toMatchObject({ error: { code: 'busy' } });
     expect(await metric(node, 'tessera_api_bodies_refused_total')).toBe(1);
+    // Four bytes are left: an empty update (two bytes) still fits.
+    expect((await post(node, third, 'fits/y', new Uint8Array([0, 0]))).status).toBe(200);
 
     for (const req of held) req.destroy();
     await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 0, { what: 'the ended requests gave their bytes back' });
-    const ok = await post(node, other, 'fits/x', small);
-    expect(ok.status).toBe(200);
-    expect(await metric(node, 'tessera_api_body_bytes')).toBe(0);
+    expect((await post(node, third, 'fits/x', appDoc().edit((d) => d.getText('t').insert(0, 'small')))).status).toBe(200);
   });
 
-  it('a body without Content-Length counts as it streams in', async () => {
+  it('one token holds at most half of the budget; other apps keep writing', async () => {
     const node = await testNode('n', { maxUpdateBytes: MAX_UPDATE });
-    const token = await node.token(['write:**']);
-    const held = [0, 1, 2].map((i) => heldPost(node, token, `held/${i}`, 100, MAX_UPDATE));
-    const chunked = heldPost(node, token, 'chunked/x', MAX_UPDATE - 10);
-    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 4 * MAX_UPDATE - 10, { what: 'three announced bodies and most of a chunked one' });
-    const refused = await post(node, token, 'fits/x', new Uint8Array(64));
-    expect(refused.status).toBe(503);
-    // Ten bytes are left: an empty update (two bytes) still fits.
-    const fits = await post(node, token, 'fits/y', new Uint8Array([0, 0]));
-    expect(fits.status).toBe(200);
-    for (const req of [...held, chunked]) req.destroy();
+    const [hog, other] = await Promise.all([node.token(['write:**']), node.token(['write:**'])]);
+    // Bodies announced and never sent hold nothing.
+    const announced = [0, 1, 2, 3].map((i) => heldPost(node, hog, `announced/${i}`, 0, MAX_UPDATE));
+    const held = [0, 1].map((i) => heldPost(node, hog, `held/${i}`, MAX_UPDATE - 1, MAX_UPDATE));
+    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 2 * (MAX_UPDATE - 1), { what: 'two bodies of one token held' });
+    expect((await post(node, hog, 'more/x', new Uint8Array(64))).status).toBe(503);
+    expect((await post(node, other, 'notes/x', appDoc().edit((d) => d.getText('t').insert(0, 'x')))).status).toBe(200);
+    for (const req of [...announced, ...held]) req.destroy();
     await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 0, { what: 'all given back' });
   });
 

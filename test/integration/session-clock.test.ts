@@ -4,7 +4,8 @@
  * does not. A session is established and expires by that clock, and one whose
  * lifetime has passed is closed with 4012 (session_expired) on the next frame
  * that arrives or would be sent, without waiting for its expiry timer (here an
- * hour away in real time). Two real nodes on 127.0.0.1, port 0, with their own
+ * hour away in real time); one admitted by a grant is closed with 4019 the
+ * same way once the grant's expiry passes. Two real nodes on 127.0.0.1, port 0, with their own
  * LevelDB folders; only the first node's clock is moved.
  */
 import { describe, expect, it } from 'vitest';
@@ -14,7 +15,8 @@ import type { SessionMessage } from '../../src/protocol/messages.js';
 import type { NodeId } from '../../src/types.js';
 import { entryFor, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';
-import { authority, grantFor, writeGrants } from '../helpers/authority.js';
+import { authority, grantFor, write, writeGrants } from '../helpers/authority.js';
+import { getDoc } from '../helpers/docs.js';
 
 const TTL_MS = 3_600_000;
 /** Ahead of the real clock, within clockTolerance (30 s): handshakes still verify both ways. */
@@ -34,6 +36,21 @@ async function pair(config: Record<string, unknown> = {}): Promise<{ a: TestNode
   const atA = await waitUntil(() => live(a.daemon.peerManager.session(b.id as NodeId)), { what: 'a holds a session with b' });
   const atB = await waitUntil(() => live(b.daemon.peerManager.session(a.id as NodeId)), { what: 'b holds a session with a' });
   return { a, b, clock, atA, atB, before };
+}
+
+/** A hub (its clock `AHEAD_MS` ahead, movable) that trusts an authority, and `fresh`, admitted by a 10-minute grant alone. */
+async function grantedPair() {
+  const admin = await authority();
+  const clock = { skew: AHEAD_MS };
+  const hub = await testNode('hub', { sessionTtl: '1h' }, undefined, { now: () => Date.now() + clock.skew });
+  const fresh = await testNode('fresh', { sessionTtl: '1h' });
+  await setPeers(hub, [], [admin.entry]);
+  await writeGrants(fresh, [await grantFor(admin, fresh, ['**'], ['**'], 600_000)]);
+  await setPeers(fresh, [entryFor(hub)]);
+  const atHub = await waitUntil(() => live(hub.daemon.peerManager.session(fresh.id as NodeId)), { what: 'the hub admits fresh by its grant' });
+  const atFresh = await waitUntil(() => live(fresh.daemon.peerManager.session(hub.id as NodeId)), { what: 'fresh holds a session with the hub' });
+  expect(atHub.grant).toBeDefined();
+  return { clock, hub, fresh, atHub, atFresh };
 }
 
 /** Resolves when `s` next receives a grants message. */
@@ -81,22 +98,31 @@ describe('peer sessions keep time by the node\'s clock', () => {
     expect(delivered).toBe(0);
   });
 
-  it('one admitted by a grant whose expiry passed by the clock is closed 4019 on the next frame, before its timer', async () => {
-    const admin = await authority();
-    const clock = { skew: AHEAD_MS };
-    const hub = await testNode('hub', { sessionTtl: '1h' }, undefined, { now: () => Date.now() + clock.skew });
-    const fresh = await testNode('fresh', { sessionTtl: '1h' });
-    await setPeers(hub, [], [admin.entry]);
-    await writeGrants(fresh, [await grantFor(admin, fresh, ['**'], ['**'], 600_000)]);
-    await setPeers(fresh, [entryFor(hub)]);
-    const atHub = await waitUntil(() => live(hub.daemon.peerManager.session(fresh.id as NodeId)), { what: 'the hub admits fresh by its grant' });
-    const atFresh = await waitUntil(() => live(fresh.daemon.peerManager.session(hub.id as NodeId)), { what: 'fresh holds a session with the hub' });
-    expect(atHub.grant).toBeDefined();
+  it('one admitted by a grant whose expiry passed by the clock is closed 4019 on the next frame in, before its timer', async () => {
+    const { clock, atHub, atFresh } = await grantedPair();
     const closed = closedWith(atHub);
     // Past the grant's 10 minutes by the hub's clock, well within the session's hour.
     clock.skew = AHEAD_MS + 1_200_000;
     atFresh.send(grants);
     expect(await closed).toBe(Close.grantRequired.code);
+  });
+
+  it('one admitted by a grant whose expiry passed by the clock is sent nothing more: closed 4019 instead of the next envelope', async () => {
+    const { clock, hub, fresh, atHub } = await grantedPair();
+    // Replication works while the grant is valid.
+    await write(hub, 'notes/before', (d) => d.getMap('m').set('k', 1));
+    await waitUntil(async () => (await getDoc(fresh, 'notes/before')).status === 200, { what: 'fresh reads notes/before' });
+    let code: number | undefined;
+    atHub.once('close', (c) => (code = c));
+    // fresh sends nothing: only the hub's next frame out can notice.
+    clock.skew = AHEAD_MS + 1_200_000;
+    await write(hub, 'notes/after-expiry', (d) => d.getMap('m').set('k', 'must not reach fresh'));
+    const outcome = await waitUntil(async () => (code !== undefined ? `closed ${code}` : (await getDoc(fresh, 'notes/after-expiry')).status === 200 ? 'sent to fresh' : undefined), {
+      what: 'the hub either closes the expired session or sends it the new document',
+      timeoutMs: 5_000,
+    });
+    expect(outcome).toBe(`closed ${Close.grantRequired.code}`);
+    expect((await getDoc(fresh, 'notes/after-expiry')).status).toBe(404);
   });
 
   it('refill their rate limit by the clock: a peer that keeps within its rate by the node\'s clock is not throttled', async () => {

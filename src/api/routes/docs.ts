@@ -67,7 +67,7 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
       handler: async (ctx) => {
         const doc = named(ctx, 'write');
         // The body holds its share of the budget until it is durable (or refused).
-        const share = deps.bodies.open();
+        const share = deps.bodies.open(ctx.grant.id);
         try {
           const body = await readBody(ctx.req, deps.maxUpdateBytes, share);
           const { vector, refused } = await docs.write(doc, body);
