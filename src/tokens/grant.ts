@@ -1,11 +1,12 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { SignJWT, jwtVerify, decodeJwt, decodeProtectedHeader, errors as joseErrors, type JWTPayload } from 'jose';
+import { SignJWT, jwtVerify, decodeJwt, errors as joseErrors, type JWTPayload } from 'jose';
 import { TokenError } from '../errors.js';
 import type { KeyPair } from '../identity/keys.js';
 import { thumbprint } from '../identity/keys.js';
 import { globProblem } from '../config/glob.js';
 import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
-import { ALG, MAX_TOKEN_BYTES, Typ } from './typ.js';
+import { ALG, Typ } from './typ.js';
+import { compactProblem } from './compact.js';
 
 /** A verified grant: an authority says this node (this key) may read and write these documents until `exp`. */
 export interface Grant {
@@ -37,14 +38,14 @@ export function issueGrant(authority: KeyPair, node: { id: NodeId; publicKey: Pu
 /**
  * The claimed issuer, subject and expiry of a grant, unverified (to find the
  * key to verify it with); undefined unless it is shaped like one: an EdDSA
- * JWS of the grant `typ` whose `iss` and `sub` look like node ids.
+ * JWS of the grant `typ` in canonical spelling whose `iss` and `sub` look
+ * like node ids.
  */
 export function peekGrant(token: string): { iss: string; sub: string; exp: number } | undefined {
-  if (token.length > MAX_TOKEN_BYTES) return undefined;
+  if (compactProblem(token, Typ.grant)) return undefined;
   try {
-    const h = decodeProtectedHeader(token);
     const p = decodeJwt(token);
-    if (h.alg !== ALG || h.typ !== Typ.grant || typeof p.iss !== 'string' || !B64U_32.test(p.iss) || typeof p.sub !== 'string' || !B64U_32.test(p.sub) || typeof p.exp !== 'number') return undefined;
+    if (typeof p.iss !== 'string' || !B64U_32.test(p.iss) || typeof p.sub !== 'string' || !B64U_32.test(p.sub) || typeof p.exp !== 'number') return undefined;
     return { iss: p.iss, sub: p.sub, exp: p.exp };
   } catch {
     return undefined;
@@ -52,13 +53,15 @@ export function peekGrant(token: string): { iss: string; sub: string; exp: numbe
 }
 
 /**
- * Verifies a grant against one trusted authority: EdDSA only, its own typ,
- * issuer = the authority, `sub` = the expected node, `cnf.jwk` an Ed25519
- * key whose thumbprint is `sub`. `checkExpiry` is true for admission and
- * false for trusting what the node wrote while it was admitted (DESIGN.md §10).
+ * Verifies a grant against one trusted authority: canonical spelling, EdDSA
+ * only, exactly its own typ, issuer = the authority, `sub` = the expected
+ * node, `cnf.jwk` an Ed25519 key whose thumbprint is `sub`. `checkExpiry`
+ * is true for admission and false for trusting what the node wrote while it
+ * was admitted (DESIGN.md §10).
  */
 export async function verifyGrant(token: string, authority: { id: NodeId; key: KeyObject }, opts: { sub: NodeId; now: number; checkExpiry: boolean }): Promise<Grant> {
-  if (token.length > MAX_TOKEN_BYTES) throw new TokenError('ERR_GRANT_INVALID', 'grant too large');
+  const problem = compactProblem(token, Typ.grant);
+  if (problem) throw new TokenError('ERR_GRANT_INVALID', `grant invalid (${problem})`);
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(token, authority.key, {

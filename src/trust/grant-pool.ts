@@ -4,6 +4,14 @@ import type { Grant } from '../tokens/grant.js';
 export const MAX_GRANTS_PER_SUBJECT = 8;
 /** Subjects whose unverifiable grants are kept (a relay keeps grants of origins it may never trust): bounded against a flood of made-up subjects. */
 export const MAX_UNVERIFIED_SUBJECTS = 50_000;
+/**
+ * Characters of unverifiable grants kept in all, those their subjects
+ * presented aside: a grant may be 16 KiB, so the caps on subjects and on
+ * grants per subject alone would let one peer have this node hold and store
+ * gigabytes of them (50 000 subjects × 8 × 16 KiB). This leaves room for one
+ * ordinary grant (about 600 characters) for each of MAX_UNVERIFIED_SUBJECTS.
+ */
+export const MAX_UNVERIFIED_GRANT_CHARS = 32 * 1024 * 1024;
 /** Grants from trusted authorities kept in all: only those authorities can make more, so this is a backstop, not a defence. */
 export const MAX_TRUSTED_GRANTS = 200_000;
 
@@ -27,21 +35,25 @@ const NONE: GrantChange = { added: false, evicted: [] };
  * never displaced by the others: only a newer trusted grant of the same
  * subject pushes out its oldest one. Grants this node cannot verify (their
  * authority is not one it trusts) are kept only to pass on, bounded per
- * subject and in subjects; among them, those the subject presented itself
- * win over those anyone else relayed.
+ * subject, in subjects and in characters; among them, those the subject
+ * presented itself win over those anyone else relayed.
  *
  * Residual limitation: a peer can still push out an unverifiable grant that
  * reached this node through a relay (not from its subject) with made-up
  * ones for the same subject, since nothing tells them apart here; a node that
  * trusts the authority keeps the genuine one, and the subject presents it
- * again in each of its sessions. Which grants presented their subject
- * themselves is not stored: after a restart they compete as relayed ones
- * until the subject presents them again.
+ * again in each of its sessions. Likewise, once made-up grants use up the
+ * characters, this node no longer keeps new unverifiable grants that reach
+ * it through relays (their subjects still present their own). Which grants
+ * presented their subject themselves is not stored: after a restart they
+ * compete as relayed ones until the subject presents them again.
  */
 export class GrantPool {
   readonly #trusted = new Map<string, Grant[]>();
   readonly #unverified = new Map<string, Map<string, Unverified>>();
   #trustedCount = 0;
+  /** Characters of the unverifiable grants held. */
+  #unverifiedChars = 0;
 
   holds(sub: string, token: string): boolean {
     return !!this.#trusted.get(sub)?.some((g) => g.token === token) || !!this.#unverified.get(sub)?.has(token);
@@ -88,8 +100,9 @@ export class GrantPool {
 
   /**
    * Holds a grant this node cannot verify, to pass on. One its subject
-   * presented itself is not subject to the cap on subjects (one per
-   * authenticated peer) and is pushed out only by another such grant.
+   * presented itself is not subject to the caps on subjects and characters
+   * (one subject per authenticated peer) and is pushed out only by another
+   * such grant.
    */
   addUnverified(sub: string, token: string, exp: number, self: boolean, force = false): GrantChange {
     const held = this.#unverified.get(sub);
@@ -99,13 +112,15 @@ export class GrantPool {
       return NONE;
     }
     if (this.trusted(sub).some((g) => g.token === token)) return NONE;
-    if (!held && !force && !self && this.#unverified.size >= MAX_UNVERIFIED_SUBJECTS) return NONE;
+    if (!force && !self && ((!held && this.#unverified.size >= MAX_UNVERIFIED_SUBJECTS) || this.#unverifiedChars + token.length > MAX_UNVERIFIED_GRANT_CHARS)) return NONE;
     const set = held ?? this.#unverified.set(sub, new Map()).get(sub)!;
     set.set(token, { exp, self });
+    this.#unverifiedChars += token.length;
     const evicted: string[] = [];
     while (!force && set.size > MAX_GRANTS_PER_SUBJECT) {
       const victim = lowest(set, false) ?? lowest(set, true)!;
       set.delete(victim);
+      this.#unverifiedChars -= victim.length;
       evicted.push(victim);
     }
     return { added: !evicted.includes(token), evicted };

@@ -43,7 +43,8 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
   #revocations = new RevocationPool();
   /** Trusted authority revocations: by revoked node. */
   #authorityRevocations = new Map<NodeId, Cutoff[]>();
-  #authorityKeys = new Map<string, KeyObject>();
+  /** The authorities' keys, imported once per peers file. */
+  #authorityKeys: { readonly config: PeersConfig; readonly keys: ReadonlyMap<string, KeyObject> } | undefined;
   #fingerprint = '';
   /** Revocations stored with the grants file's mark (LOCAL), so a grants file read again is not written again. */
   readonly #local = new Set<string>();
@@ -73,7 +74,6 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
    */
   start(): Promise<void> {
     return this.#exclusive(async () => {
-      this.#authorityKeys = this.#keys();
       [this.#grants, this.#revocations] = await this.#sortStored(new Map(), new Set());
       this.#deriveRevocations();
     });
@@ -102,14 +102,22 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
     return [g, r];
   }
 
-  #keys(): Map<string, KeyObject> {
-    return new Map(this.#peers().authorities.map((a) => [a.id, importPublicJwk(a.publicKey)]));
+  /**
+   * The key of `iss` if the peers file in force now lists it as an
+   * authority. Read live, not from the last sort: a removed authority stops
+   * vouching (grantsFor, admission) at the next message, not only once
+   * every held token has been sorted again, which takes as long as there
+   * are tokens to verify.
+   */
+  #authorityKey(iss: string): KeyObject | undefined {
+    const config = this.#peers();
+    if (this.#authorityKeys?.config !== config) this.#authorityKeys = { config, keys: new Map(config.authorities.map((a) => [a.id as string, importPublicJwk(a.publicKey)])) };
+    return this.#authorityKeys.keys.get(iss);
   }
 
   /** Sorts everything again against the authorities in force (after a peers-file change). */
   refresh(): Promise<void> {
     return this.#exclusive(async () => {
-      this.#authorityKeys = this.#keys();
       // Sorted into new pools, in force once complete: sessions starting meanwhile present the old ones.
       // From the store, not only from memory: a genuine token a start left out for the caps (its authority
       // untrusted then) comes back when its authority is trusted again.
@@ -131,7 +139,7 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
     if (!peek) return undefined;
     const sub = peek.sub;
     const self = presenter === sub;
-    if (!this.#authorityKeys.has(peek.iss)) return { sub, trusted: false, ...pool.addUnverified(sub, token, peek.exp, self, force) };
+    if (!this.#authorityKey(peek.iss)) return { sub, trusted: false, ...pool.addUnverified(sub, token, peek.exp, self, force) };
     if (pool.holds(sub, token)) return { sub, trusted: true, added: false, evicted: [] };
     const g = await this.#verifyGrant(token, sub as NodeId, false);
     return g ? { sub, trusted: true, ...pool.addTrusted(g, force) } : undefined;
@@ -147,7 +155,7 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
     if (pool.has(token)) return false;
     const peek = peekRevocation(token);
     if (!peek) return false;
-    const key = this.#authorityKeys.get(peek.iss);
+    const key = this.#authorityKey(peek.iss);
     if (!key) return pool.addUnverified(token, force) && 'unverified';
     let r: Revocation;
     try {
@@ -181,7 +189,7 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
 
   async #verifyGrant(token: string, sub: NodeId, checkExpiry: boolean): Promise<Grant | undefined> {
     const peek = peekGrant(token);
-    const key = peek && this.#authorityKeys.get(peek.iss);
+    const key = peek && this.#authorityKey(peek.iss);
     if (!key || peek.sub !== sub) return undefined;
     try {
       return await verifyGrant(token, { id: peek.iss as NodeId, key }, { sub, now: this.#now(), checkExpiry });
@@ -262,9 +270,9 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
     return this.#revocations.tokens();
   }
 
-  /** Trusted grants naming `origin`, expiry not checked (authorship outlives admission). */
+  /** Trusted grants naming `origin`, expiry not checked (authorship outlives admission), from authorities the peers file lists now. */
   grantsFor(origin: NodeId): readonly Grant[] {
-    return this.#grants.trusted(origin);
+    return this.#grants.trusted(origin).filter((g) => this.#authorityKey(g.iss));
   }
 
   /** An unexpired grant from a trusted authority that admits `peer` with `key`, from the tokens it presented. */
