@@ -94,7 +94,9 @@ export class Policy {
     if (this.#trust.isRevoked(peer)) return undefined;
     const e = this.entry(peer);
     if (e) return e.revoked ? undefined : e;
-    return this.#sessionGrant(peer);
+    // A grant vouches only while its authority is listed: from the peers file's change on, not once the session is closed.
+    const g = this.#sessionGrant(peer);
+    return g && this.#trust.isAuthority(g.iss) ? g : undefined;
   }
 
   mayRead(peer: NodeId, doc: DocName): boolean {

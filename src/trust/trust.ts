@@ -115,6 +115,11 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
     return this.#authorityKeys.keys.get(iss);
   }
 
+  /** Whether the peers file in force lists `iss` as an authority. */
+  isAuthority(iss: string): boolean {
+    return this.#authorityKey(iss) !== undefined;
+  }
+
   /** Sorts everything again against the authorities in force (after a peers-file change). */
   refresh(): Promise<void> {
     return this.#exclusive(async () => {

@@ -3,6 +3,9 @@ import { entryFor, peerState, setPeers, status, testNode } from '../helpers/clus
 import { getDoc } from '../helpers/docs.js';
 import { waitUntil } from '../helpers/wait.js';
 import { authority, closedWith, feedOf, grantFor, vectorOf, write, writeGrants } from '../helpers/authority.js';
+import { thumbprint } from '../../src/identity/keys.js';
+import { randomId } from '../helpers/junk.js';
+import { mallory } from '../helpers/mallory.js';
 
 /** A hub that trusts `admin` and nothing else, and a node it admits by grant alone. */
 async function grantedPair(read: string[], write: string[]) {
@@ -67,6 +70,30 @@ describe('permissions come from the grant', () => {
     await waitUntil(async () => ((await getDoc(hub, 'shared/x')).body.m as { fresh?: string } | undefined)?.fresh === 'allowed later', { what: 'hub accepts the refused envelope under the new grant', timeoutMs: 10_000 });
     expect(await vectorOf(hub, 'shared/x')).toEqual(await vectorOf(fresh, 'shared/x'));
     expect(await peerState(fresh, hub)).toBe('connected');
+  });
+
+  it('a grant whose authority is removed stops vouching at once: nothing written after the change reaches the grant session while it is being closed', async () => {
+    const admin = await authority();
+    const hub = await testNode('hub');
+    // Three thousand grants of other nodes from the same authority: sorting them again after the change takes a while.
+    const m = await mallory(hub, [], [admin.entry]);
+    const many = await Promise.all(Array.from({ length: 3000 }, () => {
+      const publicKey = { kty: 'OKP', crv: 'Ed25519', x: randomId() } as const;
+      return grantFor(admin, { id: thumbprint(publicKey), publicKey });
+    }));
+    for (let k = 0; k < many.length; k += 250) m.peer.send({ type: 'grants', grants: many.slice(k, k + 250), revocations: [] });
+    await m.settle();
+    const fresh = await testNode('fresh');
+    await writeGrants(fresh, [await grantFor(admin, fresh)]);
+    await setPeers(fresh, [entryFor(hub)]);
+    await waitUntil(async () => (await status(hub)).peers.some((p) => p.id === fresh.id && p.state === 'connected'), { what: 'hub admits fresh by its grant' });
+    await write(hub, 'notes/before', (d) => d.getMap('m').set('k', 1));
+    await waitUntil(async () => (await getDoc(fresh, 'notes/before')).status === 200, { what: 'fresh reads notes/before' });
+
+    await setPeers(hub, [{ name: 'mallory', id: m.pair.id, publicKey: m.pair.publicJwk, read: [], write: ['marker/**'] }], []);
+    await write(hub, 'notes/after-removal', (d) => d.getMap('m').set('k', 'not for fresh'));
+    await waitUntil(() => closedWith(hub, 4019, fresh.id), { what: 'the hub closed the grant session with 4019', timeoutMs: 20_000 });
+    expect((await getDoc(fresh, 'notes/after-removal')).status).toBe(404);
   });
 
   it('a grant whose authority is removed from the hub\'s peers file stops admitting: the session closes and no later write gets in', async () => {
