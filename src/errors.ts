@@ -43,6 +43,17 @@ export class StoreError extends TesseraError {
   }
 }
 
+/**
+ * A local write this node may not make: an authority it trusts revoked it,
+ * and what it would sign now is beyond its cutoff (dropped everywhere,
+ * itself included, at the next rebuild), so it is not acknowledged.
+ */
+export class RevokedError extends TesseraError {
+  constructor(message: string) {
+    super('ERR_REVOKED', message);
+  }
+}
+
 /** A token that does not verify. `reason` is safe to show to the caller. */
 export class TokenError extends TesseraError {
   constructor(code: string, message: string) {

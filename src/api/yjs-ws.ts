@@ -10,7 +10,7 @@ import type { Docs } from '../sync/docs.js';
 import type { ApiGrant } from '../tokens/api-token.js';
 import type { AppConnections } from './app-connections.js';
 import type { DocName } from '../types.js';
-import { StoreError } from '../errors.js';
+import { RevokedError, StoreError } from '../errors.js';
 import { UpdateDecodeError } from '../yjs/parse.js';
 import { HttpError } from './http.js';
 import { parseDocName, refuseUpgrade } from './server.js';
@@ -339,5 +339,6 @@ function closeFor(err: unknown): [number, string] {
   }
   if (err instanceof UpdateDecodeError) return [WsClose.badRequest, cut(err.message)];
   if (err instanceof StoreError) return [WsClose.unavailable, 'storage is not writable; retry later'];
+  if (err instanceof RevokedError) return [WsClose.forbidden, cut(err.message)];
   return [1011, 'internal error'];
 }

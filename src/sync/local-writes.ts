@@ -12,6 +12,7 @@ import { copyDeferred, deferredKey, deferredOp, indexOverlaps, overlapOps, split
 import type { DocsContext, DocsOptions } from './docs-context.js';
 import { RETIRED, type LoadedDocs } from './loaded-docs.js';
 import type { Parking } from './parking.js';
+import { RevokedError } from '../errors.js';
 
 const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -119,6 +120,11 @@ export class LocalWrites {
   }
 
   async #signBatch(live: LiveDoc, batch: LocalWrite[]): Promise<Vector> {
+    // A write this node's own revocation would drop is refused, not acknowledged and lost at the next rebuild.
+    const feed = this.#ctx.ownFeed;
+    if (this.#ctx.treatment({ doc: live.name, feed, seq: (live.vector[feed] ?? 0) + 1 }) !== 'apply') {
+      throw new RevokedError('this node is revoked by an authority it trusts: its writes to this document are no longer kept');
+    }
     const refusedRanges: [number, number, number][] = [];
     let launders = false;
     for (const w of batch) {
