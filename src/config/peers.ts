@@ -137,6 +137,11 @@ export function parsePeers(file: string, json: unknown, selfId: NodeId): PeersCo
   const { peers, authorities } = parsed.data;
   checkEntries(file, 'peers', peers, selfId);
   checkEntries(file, 'authorities', authorities, selfId);
+  // An authority key is the admin's, never a node's: a node whose key were also an authority could grant itself anything.
+  const nodes = new Set(peers.map((p) => p.id));
+  authorities.forEach((a, i) => {
+    if (nodes.has(a.id)) throw new ConfigError(file, `$.authorities[${i}].id`, `is also a peer's id (${a.id}); an authority key must be the admin's own, never a node's`);
+  });
   return {
     peers: peers.map((p) => ({ ...p, id: p.id as NodeId })),
     authorities: authorities.map((a) => ({ ...a, id: a.id as NodeId })),

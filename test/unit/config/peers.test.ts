@@ -104,6 +104,10 @@ describe('peers file: bad input is refused, naming the file and the JSON path', 
     refused({ peers: [anon, anon] }, '$.peers[1].id', /duplicate id/);
   });
 
+  it("an authority whose id is also a peer's (a node holding an authority key could grant itself anything)", () => {
+    refused({ peers: [entry(alice), entry(bob)], authorities: [{ name: 'ops', id: bob.id, publicKey: bob.publicJwk }] }, '$.authorities[0].id', /also a peer's id/);
+  });
+
   it("this node's own id listed as a peer", () => {
     refused({ peers: [entry(alice), entry(self)] }, '$.peers[1].id', /own id/);
   });
