@@ -9,6 +9,7 @@ import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
 import { feedOrigin } from './overlap.js';
+import type { VerifyBudget } from '../trust/trust.js';
 
 export interface ReplicatorOptions {
   readonly session: Session;
@@ -39,6 +40,14 @@ const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
 const HIGH_WATER = 1024 * 1024;
 /** (document, feed) pairs of a peer's notWanted remembered in one session; beyond it, what it declines is sent anyway. */
 const MAX_NOT_WANTED = 65_536;
+/**
+ * Grants and revocations claiming a trusted authority that fail to verify,
+ * tolerated from one session; beyond them, its tokens that would need a
+ * signature check are ignored for the rest of the session (an honest relay
+ * may pass on a few forgeries it could not check itself, so it is not cut
+ * off; the next session starts afresh).
+ */
+const MAX_FORGED_TOKENS = 64;
 /**
  * Bytes of names this node remembers refusing in one session (checked by
  * policy before any signature, so a peer can make them up); beyond it, a
@@ -123,9 +132,19 @@ export class Replicator {
    */
   async #onGrants(grants: readonly string[], revocations: readonly string[]): Promise<void> {
     const trust = this.#o.policy.trust;
-    if (grants.length) await trust.addGrants(grants, { presenter: this.#peer });
-    if (revocations.length) await trust.addRevocations(revocations);
+    if (grants.length) await trust.addGrants(grants, { presenter: this.#peer, budget: this.#verifyBudget });
+    if (revocations.length) await trust.addRevocations(revocations, { budget: this.#verifyBudget });
   }
+
+  #forgedTokens = 0;
+  readonly #verifyBudget: VerifyBudget = ((r: Replicator): VerifyBudget => ({
+    get exhausted() {
+      return r.#forgedTokens >= MAX_FORGED_TOKENS;
+    },
+    forged() {
+      if (++r.#forgedTokens === MAX_FORGED_TOKENS) r.#log.warn({ forged: MAX_FORGED_TOKENS }, 'peer passed on too many grants or revocations that do not verify; the rest of its tokens that need a check are ignored this session');
+    },
+  }))(this);
 
   /** Sends grants and revocations inside the session (a refreshed grant, a new revocation), in messages within the protocol's limits. */
   sendGrants(grants: readonly string[], revocations: readonly string[]): void {

@@ -34,6 +34,17 @@ const LOCAL = 'local\u0000';
  * authority that does not verify is a forgery and is not kept. Everything is
  * sorted again whenever the authorities change.
  */
+/**
+ * What one source (a peer's session) may still make this node verify: a
+ * token that claims a trusted authority costs a signature check, and one
+ * that then fails is a forgery by someone. Once a source has passed on too
+ * many, its tokens that would need a check are ignored.
+ */
+export interface VerifyBudget {
+  readonly exhausted: boolean;
+  forged(): void;
+}
+
 export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: ReadonlySet<NodeId>] }> {
   readonly #store: Store;
   readonly #peers: () => PeersConfig;
@@ -139,14 +150,16 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
    * like a grant or claims a trusted authority without verifying. `presenter`:
    * the peer that sent it, when known.
    */
-  async #holdGrant(pool: GrantPool, token: string, presenter: string | undefined, force = false): Promise<({ sub: string; trusted: boolean } & GrantChange) | undefined> {
+  async #holdGrant(pool: GrantPool, token: string, presenter: string | undefined, force = false, budget?: VerifyBudget): Promise<({ sub: string; trusted: boolean } & GrantChange) | undefined> {
     const peek = peekGrant(token);
     if (!peek) return undefined;
     const sub = peek.sub;
     const self = presenter === sub;
     if (!this.#authorityKey(peek.iss)) return { sub, trusted: false, ...pool.addUnverified(sub, token, peek.exp, self, force) };
     if (pool.holds(sub, token)) return { sub, trusted: true, added: false, evicted: [] };
+    if (budget?.exhausted) return undefined;
     const g = await this.#verifyGrant(token, sub as NodeId, false);
+    if (!g) budget?.forged();
     return g ? { sub, trusted: true, ...pool.addTrusted(g, force) } : undefined;
   }
 
@@ -156,16 +169,18 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
    * verifying, or its pool is full. `force`: ignore the caps (the grants
    * file, or sorting again what is already held).
    */
-  async #holdRevocation(pool: RevocationPool, token: string, force: boolean): Promise<'trusted' | 'unverified' | false> {
+  async #holdRevocation(pool: RevocationPool, token: string, force: boolean, budget?: VerifyBudget): Promise<'trusted' | 'unverified' | false> {
     if (pool.has(token)) return false;
     const peek = peekRevocation(token);
     if (!peek) return false;
     const key = this.#authorityKey(peek.iss);
     if (!key) return pool.addUnverified(token, force) && 'unverified';
+    if (budget?.exhausted) return false;
     let r: Revocation;
     try {
       r = await verifyRevocation(token, { id: peek.iss as NodeId, key });
     } catch {
+      budget?.forged();
       return false;
     }
     if (pool.addTrusted(r, force)) return 'trusted';
@@ -208,14 +223,15 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
    * new. `presenter`: who sent them (the grants its subject presented itself
    * are preferred among those this node cannot verify). New trusted grants
    * are announced (`grants`, with their subjects) once stored: what their
-   * subjects wrote may be accepted now.
+   * subjects wrote may be accepted now. `budget`: what the source may still
+   * make this node verify.
    */
-  addGrants(tokens: readonly string[], opts: { presenter?: NodeId } = {}): Promise<boolean> {
+  addGrants(tokens: readonly string[], opts: { presenter?: NodeId; budget?: VerifyBudget } = {}): Promise<boolean> {
     return this.#exclusive(async () => {
       const ops: StoreOp[] = [];
       const trusted = new Set<NodeId>();
       for (const token of tokens) {
-        const c = await this.#holdGrant(this.#grants, token, opts.presenter);
+        const c = await this.#holdGrant(this.#grants, token, opts.presenter, false, opts.budget);
         if (!c) continue;
         if (c.added) ops.push({ type: 'put', space: Space.grant, key: grantKey(c.sub, token), value: Buffer.from(token) });
         if (c.added && c.trusted) trusted.add(c.sub as NodeId);
@@ -232,12 +248,12 @@ export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: Re
    * new one binds this node. Those from the grants file are kept whatever the
    * cap on revocations this node cannot verify.
    */
-  addRevocations(tokens: readonly string[], opts: { local?: boolean } = {}): Promise<boolean> {
+  addRevocations(tokens: readonly string[], opts: { local?: boolean; budget?: VerifyBudget } = {}): Promise<boolean> {
     return this.#exclusive(async () => {
       const fresh: string[] = [];
       let binding = false;
       for (const token of tokens) {
-        const kind = await this.#holdRevocation(this.#revocations, token, !!opts.local);
+        const kind = await this.#holdRevocation(this.#revocations, token, !!opts.local, opts.budget);
         if (!kind) continue;
         fresh.push(token);
         binding ||= kind === 'trusted';
