@@ -1,9 +1,10 @@
 #!/usr/bin/env node
+import { stat } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { resolveDataDir } from './init.js';
-import { ConfigError, TesseraError, UsageError, exitCodeFor } from './errors.js';
+import { TesseraError, UsageError, exitCodeFor } from './errors.js';
 import { idCommand, initCommand, tokenCommand } from './commands/node.js';
 import { statusCommand } from './commands/status.js';
 import { peersAddCommand, peersRemoveCommand, peersRevokeCommand } from './commands/peers.js';
@@ -33,17 +34,34 @@ DIR defaults to $TESSERA_HOME, else ./.tessera.`;
 
 const data = { data: { type: 'string' } } as const;
 
-/** Parses flags strictly; anything unknown is a usage error (exit 2). */
+/**
+ * Parses flags strictly; anything unknown is a usage error (exit 2), and so
+ * is a flag that takes one value given twice (which one was meant?).
+ */
 function flags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = 0) {
   try {
-    const parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals > 0 });
+    const parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals > 0, tokens: true });
     if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`);
+    const seen = new Set<string>();
+    for (const t of parsed.tokens) {
+      if (t.kind !== 'option' || options[t.name]?.multiple) continue;
+      if (seen.has(t.name)) throw new UsageError(`--${t.name} is given more than once`);
+      seen.add(t.name);
+    }
     return parsed;
   } catch (err) {
     if (err instanceof UsageError) throw err;
     // node's parseArgs explains some errors over several lines; a usage error is one line.
     throw new UsageError((err as Error).message.replace(/\s*\n\s*/g, ' '));
   }
+}
+
+/** The data directory of `--data` (else $TESSERA_HOME, else ./.tessera): missing is for the command to judge, not a folder is a usage error. */
+async function dataDir(flag: string | undefined): Promise<string> {
+  const dir = resolveDataDir(flag);
+  const kind = await stat(dir).then((s) => (s.isDirectory() ? 'folder' : 'other'), (err: NodeJS.ErrnoException) => err.code);
+  if (kind === 'other' || kind === 'ENOTDIR') throw new UsageError(`data directory ${dir} is not a folder`);
+  return dir;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -58,22 +76,22 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'init': {
       const { values } = flags(rest, { ...data, name: { type: 'string' }, listen: { type: 'string' }, api: { type: 'string' } });
-      out(await initCommand(resolveDataDir(values.data), { ...pick(values, 'name', 'listen', 'api') }));
+      out(await initCommand(await dataDir(values.data), { ...pick(values, 'name', 'listen', 'api') }));
       return 0;
     }
     case 'id': {
       const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
-      out(await idCommand(resolveDataDir(values.data), values.json ?? false));
+      out(await idCommand(await dataDir(values.data), values.json ?? false));
       return 0;
     }
     case 'token': {
       const { values } = flags(rest, { ...data, scope: { type: 'string', multiple: true }, ttl: { type: 'string' } });
-      out(await tokenCommand(resolveDataDir(values.data), { scopes: values.scope ?? [], ...pick(values, 'ttl') }));
+      out(await tokenCommand(await dataDir(values.data), { scopes: values.scope ?? [], ...pick(values, 'ttl') }));
       return 0;
     }
     case 'status': {
       const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
-      out(await statusCommand(resolveDataDir(values.data), values.json ?? false));
+      out(await statusCommand(await dataDir(values.data), values.json ?? false));
       return 0;
     }
     case 'peers':
@@ -82,13 +100,14 @@ async function main(argv: string[]): Promise<number> {
       const [sub, ...more] = rest;
       if (sub === 'list') {
         const { values } = flags(more, data);
-        out(await docListCommand(resolveDataDir(values.data)));
+        const names = await docListCommand(await dataDir(values.data));
+        if (names) out(names);
         return 0;
       }
       if (sub === 'get') {
         const { values, positionals } = flags(more, data, 1);
         if (!positionals[0]) throw new UsageError('doc get needs NAME');
-        out(await docGetCommand(resolveDataDir(values.data), positionals[0]));
+        out(await docGetCommand(await dataDir(values.data), positionals[0]));
         return 0;
       }
       throw new UsageError('expected "doc list" or "doc get NAME"');
@@ -115,13 +134,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'verify': {
       const { values } = flags(rest, { ...data, json: { type: 'boolean' } });
-      const { text, ok } = await verifyCommand(resolveDataDir(values.data), values.json ?? false);
+      const { text, ok } = await verifyCommand(await dataDir(values.data), values.json ?? false);
       out(text);
       return ok ? 0 : 1;
     }
     case 'start': {
       const { values } = flags(rest, data);
-      return start(resolveDataDir(values.data));
+      return start(await dataDir(values.data));
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; see tessera --help`);
@@ -133,19 +152,19 @@ async function peers(args: string[], out: (text: string) => void): Promise<numbe
   if (sub === 'add') {
     const { values } = flags(rest, { ...data, entry: { type: 'string' }, name: { type: 'string' }, url: { type: 'string' }, read: { type: 'string', multiple: true }, write: { type: 'string', multiple: true } });
     if (!values.entry) throw new UsageError('peers add needs --entry FILE (what "tessera id --json" printed)');
-    out(await peersAddCommand(resolveDataDir(values.data), { entry: values.entry, ...pick(values, 'name', 'url'), read: values.read ?? [], write: values.write ?? [] }));
+    out(await peersAddCommand(await dataDir(values.data), { entry: values.entry, ...pick(values, 'name', 'url'), read: values.read ?? [], write: values.write ?? [] }));
     return 0;
   }
   if (sub === 'remove') {
     const { values, positionals } = flags(rest, data, 1);
     if (!positionals[0]) throw new UsageError('peers remove needs NAME or ID');
-    out(await peersRemoveCommand(resolveDataDir(values.data), positionals[0]));
+    out(await peersRemoveCommand(await dataDir(values.data), positionals[0]));
     return 0;
   }
   if (sub === 'revoke') {
     const { values, positionals } = flags(rest, data, 1);
     if (!positionals[0]) throw new UsageError('peers revoke needs NAME or ID');
-    out(await peersRevokeCommand(resolveDataDir(values.data), positionals[0]));
+    out(await peersRevokeCommand(await dataDir(values.data), positionals[0]));
     return 0;
   }
   throw new UsageError(`unknown peers command ${JSON.stringify(sub ?? '')}; expected add, remove or revoke`);
@@ -188,11 +207,20 @@ async function start(dataDir: string): Promise<number> {
   return 0;
 }
 
+/** File-system errors the user fixes by naming another path or changing permissions: one line, exit 2. */
+const PATH_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EEXIST', 'EACCES', 'EPERM', 'ELOOP', 'ENAMETOOLONG', 'EROFS']);
+
+/** An error from a system call (it names the call and the path; a stack trace adds nothing for an operator). */
+function isFileError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const message = err instanceof ConfigError || err instanceof TesseraError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    const fileError = isFileError(err);
+    const message = err instanceof TesseraError || fileError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`tessera: ${message}\n`);
-    process.exit(exitCodeFor(err));
+    process.exit(fileError && PATH_CODES.has(err.code) ? 2 : exitCodeFor(err));
   },
 );

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { readKeyFile } from '../identity/file.js';
 import { initDataDir, IDENTITY_FILE } from '../init.js';
 import { loadNodeConfig } from '../config/node-config.js';
-import { issueApiToken, scopeProblem } from '../tokens/api-token.js';
-import { UsageError } from '../errors.js';
+import { issueApiToken, scopeProblem, verifyApiToken } from '../tokens/api-token.js';
+import { TokenError, UsageError } from '../errors.js';
 import { parseDuration, DURATION_HINT } from '../util/duration.js';
 import { formatHostPort, isWildcard, parseHostPort } from '../util/address.js';
 
@@ -42,5 +42,13 @@ export async function tokenCommand(dataDir: string, opts: { scopes: readonly str
   if (asked !== undefined && asked > config.apiTokenMaxTtl) throw new UsageError(`--ttl ${opts.ttl} exceeds apiTokenMaxTtl (${config.apiTokenMaxTtl / 1000}s)`);
   const ttlMs = asked ?? Math.min(DEFAULT_TOKEN_TTL_MS, config.apiTokenMaxTtl);
   const pair = await readKeyFile(join(dataDir, IDENTITY_FILE));
-  return issueApiToken(pair, { scopes: opts.scopes, ttlMs });
+  const token = await issueApiToken(pair, { scopes: opts.scopes, ttlMs });
+  // What the node checks, checked here: a token it would refuse (too many scopes, too large) is not printed.
+  try {
+    await verifyApiToken(token, { nodeId: pair.id, publicKey: pair.publicKey, maxTtlMs: config.apiTokenMaxTtl, clockToleranceMs: config.clockTolerance });
+  } catch (err) {
+    if (err instanceof TokenError) throw new UsageError(`the node would refuse this token: ${err.message}`);
+    throw err;
+  }
+  return token;
 }

@@ -40,10 +40,7 @@ export async function withFileLock<T>(file: string, fn: () => Promise<T>): Promi
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(file, '$', `cannot lock for editing (${lock}: ${(err as NodeJS.ErrnoException).code})`);
       const holder = await staleHolder(lock);
-      if (holder.stale) {
-        await rm(lock, { force: true });
-        continue;
-      }
+      if (holder.stale && (await breakStaleLock(lock, holder.text))) continue;
       if (Date.now() > deadline) throw new ConfigError(file, '$', `is being edited by another "tessera peers" command (pid ${holder.pid ?? '?'}, ${lock}); remove that file if no such command runs`);
       await delay(10 + Math.floor(Math.random() * 40));
     }
@@ -55,18 +52,48 @@ export async function withFileLock<T>(file: string, fn: () => Promise<T>): Promi
   }
 }
 
-async function staleHolder(lock: string): Promise<{ stale: boolean; pid?: number }> {
+async function staleHolder(lock: string): Promise<{ stale: boolean; text?: string; pid?: number }> {
   const text = await readFile(lock, 'utf8').catch(() => undefined);
   if (text === undefined) return { stale: false };
   const pid = Number(text);
   if (!Number.isInteger(pid) || pid <= 0) {
     const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
-    return { stale: age > LOCK_STALE_MS };
+    return { stale: age > LOCK_STALE_MS, text };
   }
   try {
     process.kill(pid, 0);
-    return { stale: false, pid };
+    return { stale: false, text, pid };
   } catch (err) {
-    return { stale: (err as NodeJS.ErrnoException).code === 'ESRCH', pid };
+    return { stale: (err as NodeJS.ErrnoException).code === 'ESRCH', text, pid };
+  }
+}
+
+/**
+ * Removes a lock left by a process that is gone, holding `<lock>.break`
+ * while it checks that the lock still says what made it stale. Without
+ * that, two commands that both saw the stale lock could each remove it,
+ * the second removing the lock the first had just taken, and both would
+ * edit at once. A `.break` file is only held for a moment; one older than
+ * LOCK_STALE_MS was left by a crash. Resolves with whether it removed the lock.
+ */
+async function breakStaleLock(lock: string, seen: string | undefined): Promise<boolean> {
+  const breaker = `${lock}.break`;
+  let fh;
+  try {
+    fh = await open(breaker, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const age = await stat(breaker).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > LOCK_STALE_MS) await rm(breaker, { force: true });
+    return false;
+  }
+  try {
+    const holder = await staleHolder(lock);
+    if (!holder.stale || holder.text !== seen) return false;
+    await rm(lock, { force: true });
+    return true;
+  } finally {
+    await fh.close();
+    await rm(breaker, { force: true });
   }
 }

@@ -101,6 +101,8 @@ export async function peersRemoveCommand(dataDir: string, nameOrId: string): Pro
  * the cutoff, which `tessera revoke --cutoff` accepts.
  */
 export async function peersRevokeCommand(dataDir: string, nameOrId: string): Promise<string> {
+  // A folder that is no node's says so, rather than that it lists no such peer.
+  await readKeyFile(join(dataDir, IDENTITY_FILE));
   const config = await loadNodeConfig(dataDir);
   const raw = await readRaw(config.peersFile);
   const entry = raw.peers.find((p) => p.id === nameOrId || p.name === nameOrId);
