@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from './api/server.js';
@@ -92,6 +92,9 @@ export class Daemon {
       const pair = await initDataDir(dataDir);
       log.info({ dataDir, id: pair.id }, 'initialised a new data directory');
     }
+    // The store holds every document in clear: a folder made before `tessera init` (0755, say) would show them to every user.
+    const mode = (await stat(dataDir)).mode & 0o777;
+    if (mode & 0o077) log.warn({ dataDir, mode: `0${mode.toString(8)}` }, 'the data directory is open to other users of this machine; its store holds every document: chmod 700 it');
     const identity = await readKeyFile(join(dataDir, IDENTITY_FILE));
     const config = await loadNodeConfig(dataDir);
     const peersConfig = await loadPeers(config.peersFile, identity.id);

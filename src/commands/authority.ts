@@ -1,10 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { copyFile, link, open, readFile, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createKeyFile, readKeyFile } from '../identity/file.js';
-import { thumbprint, type KeyPair } from '../identity/keys.js';
-import { TesseraError, UsageError } from '../errors.js';
+import { thumbprint } from '../identity/keys.js';
+import { UsageError } from '../errors.js';
 import { parseJson } from '../config/node-config.js';
 import { globProblem } from '../config/glob.js';
 import { RevokedSchema, type Cutoff } from '../config/peers.js';
@@ -19,41 +17,8 @@ export async function authorityInitCommand(out: string, name: string): Promise<s
   if (name.length < 1 || name.length > 100) throw new UsageError('--name expects 1 to 100 characters');
   const folder = await stat(dirname(out)).catch(() => undefined);
   if (!folder?.isDirectory()) throw new UsageError(`--out ${out}: the folder ${dirname(out)} does not exist`);
-  const pair = await createKeyFileExclusively(out);
+  const pair = await createKeyFile(out);
   return JSON.stringify({ name, id: pair.id, publicKey: pair.publicJwk });
-}
-
-/** Where a file system has no hard links, the key is copied into place instead (still exclusively). */
-const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP']);
-
-/**
- * Creates a key file at `out` only if nothing is there at that moment:
- * the key is written (mode 0600) beside it under a temp name, then
- * hard-linked to `out`, which fails if anything got there first. Checking
- * first and renaming after, two commands at once would both succeed and
- * one key would silently replace the other, whose entry was printed.
- */
-async function createKeyFileExclusively(out: string): Promise<KeyPair> {
-  const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.new`);
-  const pair = await createKeyFile(tmp);
-  try {
-    await link(tmp, out).catch((err: NodeJS.ErrnoException) => {
-      if (!NO_HARD_LINKS.has(err.code ?? '')) throw err;
-      return copyFile(tmp, out, constants.COPYFILE_EXCL);
-    });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TesseraError('ERR_KEY_EXISTS', `${out} already exists; refusing to overwrite a key`);
-    throw err;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  const dir = await open(dirname(out), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-  return pair;
 }
 
 /** `tessera grant`: a grant for the node whose `tessera id --json` is in `nodeFile`. */

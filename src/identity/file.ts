@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError, TesseraError } from '../errors.js';
 import { jsonPath } from '../config/json-path.js';
-import { writeFileAtomic } from '../util/files.js';
+import { createFileExclusive } from '../util/files.js';
 import { exportPrivateJwk, fromPrivateKey, generateKeyPair, importPrivateJwk, type KeyPair } from './keys.js';
 import { B64U_32 } from '../types.js';
 
@@ -50,10 +50,14 @@ export async function readKeyFile(path: string): Promise<KeyPair> {
 
 /** Writes a new key file with mode 0600; refuses to overwrite an existing one. */
 export async function createKeyFile(path: string): Promise<KeyPair> {
-  if (await exists(path)) throw new TesseraError('ERR_KEY_EXISTS', `${path} already exists; refusing to overwrite a key`);
+  const refused = () => new TesseraError('ERR_KEY_EXISTS', `${path} already exists; refusing to overwrite a key`);
+  if (await exists(path)) throw refused();
   const pair = await generateKeyPair();
   const body = { id: pair.id, publicKey: pair.publicJwk, privateKey: exportPrivateJwk(pair) };
-  await writeFileAtomic(path, JSON.stringify(body, null, 2) + '\n', 0o600);
+  // Created only if nothing is there at that moment: two commands at once must not both print a key id while one key replaces the other.
+  await createFileExclusive(path, JSON.stringify(body, null, 2) + '\n', 0o600).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'EEXIST' ? refused() : err;
+  });
   return pair;
 }
 

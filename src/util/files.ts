@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, link, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
+
+/** Where a file system has no hard links, a file is copied into place instead (still exclusively). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP']);
 
 /**
  * Writes a file so that readers see the old content or the new, never half:
@@ -30,6 +34,33 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+  await syncDir(dirname(path));
+}
+
+/**
+ * Creates `path` with `data` only if nothing is there at that moment, whole
+ * or not at all: written (with `mode` from the first byte) and fsynced under
+ * a temp name beside it, then hard-linked to `path`, which fails with EEXIST
+ * if anything got there first. (Checking first and renaming after, two
+ * writers at once would both succeed and one file would replace the other.)
+ */
+export async function createFileExclusive(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.new`);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+      if (!NO_HARD_LINKS.has(err.code ?? '')) throw err;
+      return copyFile(tmp, path, constants.COPYFILE_EXCL);
+    });
+  } finally {
+    await rm(tmp, { force: true });
   }
   await syncDir(dirname(path));
 }

@@ -8,13 +8,15 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { execFile } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { CLI, nodeDir, runCli, spawnNode, tempDir } from '../helpers/node.js';
+import { CLI, nodeDir, runCli, spawnNode, startDaemon, tempDir } from '../helpers/node.js';
 import { authorityInitCommand } from '../../src/commands/authority.js';
 import { withFileLock } from '../../src/commands/peers-file.js';
 import { readKeyFile } from '../../src/identity/file.js';
+import { initDataDir } from '../../src/init.js';
+import type { KeyPair } from '../../src/identity/keys.js';
 
 type Run = { code: number; stdout: string; stderr: string };
 
@@ -106,6 +108,18 @@ describe('tessera authority init', () => {
       expect((JSON.parse(ok[0]!.value) as { id: string }).id).toBe((await readKeyFile(out)).id);
       expect((await stat(out)).mode & 0o777).toBe(0o600);
       expect(await readdir(join(out, '..'))).toEqual(['admin.key']);
+    }
+  });
+
+  it("two inits of one data directory at once: exactly one succeeds, and identity.json holds the id it printed", async () => {
+    for (let i = 0; i < 5; i++) {
+      const dir = join(await tempDir(), 'node');
+      const results = await Promise.allSettled([initDataDir(dir, { name: 'a' }), initDataDir(dir, { name: 'a' })]);
+      const ok = results.filter((r): r is PromiseFulfilledResult<KeyPair> => r.status === 'fulfilled');
+      expect(ok, 'both wrote identity.json: one key silently replaced the other').toHaveLength(1);
+      expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'ERR_KEY_EXISTS' } });
+      expect(ok[0]!.value.id).toBe((await readKeyFile(join(dir, 'identity.json'))).id);
+      expect((await stat(join(dir, 'identity.json'))).mode & 0o777).toBe(0o600);
     }
   });
 
@@ -217,5 +231,19 @@ describe('what the CLI prints for a person or a script', () => {
     await spawnNode(dir);
     const r = await runCli(['doc', 'list', '--data', dir]);
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+});
+
+describe('the data directory', () => {
+  it('a node started on a folder other users may read says so once, and names the fix', async () => {
+    const { dir } = await nodeDir({ name: 'open' });
+    await chmod(dir, 0o755);
+    const open = await startDaemon({ dir });
+    const warned = open.lines.filter((l) => String(l.msg).startsWith('the data directory is open to other users'));
+    expect(warned).toEqual([expect.objectContaining({ dataDir: dir, mode: '0755' })]);
+    await open.daemon.stop();
+    await chmod(dir, 0o700);
+    const closed = await startDaemon({ dir });
+    expect(closed.lines.some((l) => String(l.msg).startsWith('the data directory is open to other users'))).toBe(false);
   });
 });
