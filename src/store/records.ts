@@ -1,5 +1,5 @@
 import type { DocName, FeedKey } from '../types.js';
-import { Space, json, type Store, type StoreOp, type StoreReader } from './store.js';
+import { CorruptRecordError, Space, json, type Store, type StoreOp, type StoreReader } from './store.js';
 
 /** A version vector: `<iss>:<feed>` → highest contiguous seq held. */
 export type Vector = Record<string, number>;
@@ -33,8 +33,14 @@ export function encodeEnvelopeValue(token: string, update: Uint8Array): Uint8Arr
   return out;
 }
 
+/**
+ * Never throws: a value too short for its own length prefix (truncated on
+ * disk) reads as an empty token, which no check accepts, so that `verify`
+ * reports it with the rest rather than stopping at it.
+ */
 export function decodeEnvelopeValue(value: Uint8Array): { token: string; update: Uint8Array } {
-  const len = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0);
+  const len = value.byteLength < 4 ? Infinity : new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0);
+  if (4 + len > value.byteLength) return { token: '', update: value.subarray(Math.min(4, value.byteLength)) };
   return { token: Buffer.from(value.subarray(4, 4 + len)).toString('utf8'), update: value.subarray(4 + len) };
 }
 
@@ -51,7 +57,20 @@ export function envelopeOps(envelopes: readonly StoredEnvelope[], vectors: Reado
 }
 
 export async function readVector(store: StoreReader, doc: DocName): Promise<Vector> {
-  return (await store.getJson<Vector>(Space.vector, doc)) ?? {};
+  const v = await store.getJson<unknown>(Space.vector, doc);
+  return v === undefined ? {} : checkVector(v, doc);
+}
+
+/**
+ * A stored vector as this node writes it: `<iss>:<feed>` → a seq from 1.
+ * Anything else is refused, not read as an empty vector: the node would
+ * serve the document without its envelopes, and sign its own next
+ * envelopes over seqs it already signed (forking its feed).
+ */
+function checkVector(v: unknown, doc: string): Vector {
+  const bad = typeof v !== 'object' || v === null || Array.isArray(v) || Object.entries(v).some(([feed, seq]) => !feed.includes(':') || !Number.isSafeInteger(seq) || (seq as number) < 1);
+  if (bad) throw new CorruptRecordError('not a version vector', { space: Space.vector, key: doc });
+  return v as Vector;
 }
 
 export async function readEnvelope(store: StoreReader, doc: DocName, feed: FeedKey, seq: number): Promise<StoredEnvelope | undefined> {
@@ -71,7 +90,7 @@ export async function* readFeed(store: StoreReader, doc: DocName, feed: FeedKey,
 
 /** Every document that has a vector, in name order. */
 export async function* listDocs(store: StoreReader): AsyncGenerator<{ doc: DocName; vector: Vector }> {
-  for await (const [key, value] of store.entries(Space.vector)) yield { doc: key as DocName, vector: json.decode<Vector>(value) };
+  for await (const [key, value] of store.entries(Space.vector)) yield { doc: key as DocName, vector: checkVector(json.decode(value, { space: Space.vector, key }), key) };
 }
 
 export async function countDocs(store: Store): Promise<number> {

@@ -24,6 +24,12 @@ export const Space = {
 } as const;
 export type Space = (typeof Space)[keyof typeof Space];
 
+/** A feed id as envelope claims allow it (this store makes 22 characters). */
+const FEED = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** What `#readMeta` answers for a record that is there but not what this store writes. */
+const CORRUPT = Symbol('corrupt');
+
 /** Most writes joined in one group commit. */
 const MAX_GROUP = 256;
 
@@ -38,11 +44,29 @@ export interface StoreOptions {
   readonly onCommit?: (seconds: number) => void;
 }
 
+/**
+ * A record read back from the store that is not what this node writes there
+ * (a value truncated or overwritten on disk): a store failure, which names
+ * the record, rather than a parse error from deep inside whatever read it.
+ */
+export class CorruptRecordError extends StoreError {
+  override readonly code = 'ERR_STORE_CORRUPT';
+  constructor(problem: string, record?: { readonly space: Space; readonly key: string }) {
+    super(`corrupt record in the store${record ? ` (${record.space} ${JSON.stringify(record.key)})` : ''}: ${problem}`);
+  }
+}
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 export const json = {
   encode: (v: unknown): Uint8Array => enc.encode(JSON.stringify(v)),
-  decode: <T>(b: Uint8Array): T => JSON.parse(dec.decode(b)) as T,
+  decode: <T>(b: Uint8Array, record?: { readonly space: Space; readonly key: string }): T => {
+    try {
+      return JSON.parse(dec.decode(b)) as T;
+    } catch (err) {
+      throw new CorruptRecordError(`not valid JSON (${(err as Error).message})`, record);
+    }
+  },
 };
 
 /**
@@ -134,18 +158,20 @@ export class Store implements StoreReader {
    * an envelope it forwarded may be gone and reusing its seq would fork.
    */
   async #initFeed(): Promise<void> {
-    const feed = await this.getJson<string>(Space.meta, 'feed');
+    const feed = await this.#readMeta('feed', (v): v is string => typeof v === 'string' && FEED.test(v));
     // While open, `running` holds the durability the store is written with: what
     // an unclean stop may have lost depends on how the run that stopped wrote,
     // not on how this one will (a store written relaxed and reopened with fsync
     // may have lost an envelope it forwarded all the same). `true` is how older
     // stores marked a run without saying how it wrote.
-    const running = await this.getJson<boolean | StoreOptions['durability']>(Space.meta, 'running');
-    const unclean = running === 'relaxed' || (running === true && this.#opts.durability === 'relaxed');
-    if (feed === undefined || unclean) {
+    const running = await this.#readMeta('running', (v): v is boolean | StoreOptions['durability'] => typeof v === 'boolean' || v === 'fsync' || v === 'relaxed');
+    // Unreadable, it says nothing about how the last run stopped: as unclean as can be.
+    const unclean = running === CORRUPT || running === 'relaxed' || (running === true && this.#opts.durability === 'relaxed');
+    if (feed === undefined || feed === CORRUPT || unclean) {
       this.#feed = randomBytes(16).toString('base64url') as FeedId;
       this.#freshFeed = true;
-      if (unclean) this.#log.warn({ previous: feed, feed: this.#feed }, 'unclean stop with relaxed durability: starting a new feed');
+      if (feed === CORRUPT || running === CORRUPT) this.#log.error({ feed: this.#feed }, 'the store\'s record of its feed or of its last run is corrupt: starting a new feed');
+      else if (unclean) this.#log.warn({ previous: feed, feed: this.#feed }, 'unclean stop with relaxed durability: starting a new feed');
     } else {
       this.#feed = feed as FeedId;
     }
@@ -156,6 +182,22 @@ export class Store implements StoreReader {
       ],
       true,
     );
+  }
+
+  /**
+   * A meta record, CORRUPT if it is not what this store writes there. A new
+   * feed is always safe (as after an unclean relaxed stop); going on with one
+   * read from a corrupt record is not, nor is refusing to start over it.
+   */
+  async #readMeta<T>(key: string, valid: (v: unknown) => v is T): Promise<T | undefined | typeof CORRUPT> {
+    let v: unknown;
+    try {
+      v = await this.getJson<unknown>(Space.meta, key);
+    } catch (err) {
+      if (!(err instanceof CorruptRecordError)) throw err;
+      return CORRUPT;
+    }
+    return v === undefined ? undefined : valid(v) ? v : CORRUPT;
   }
 
   get feed(): FeedId {
@@ -268,7 +310,7 @@ export class Store implements StoreReader {
 
   async getJson<T>(space: Space, key: string): Promise<T | undefined> {
     const v = await this.get(space, key);
-    return v === undefined ? undefined : json.decode<T>(v);
+    return v === undefined ? undefined : json.decode<T>(v, { space, key });
   }
 
   /**
@@ -298,7 +340,7 @@ export class Store implements StoreReader {
       get: (space, key) => this.#get(space, key, at),
       getJson: async <T>(space: Space, key: string) => {
         const v = await this.#get(space, key, at);
-        return v === undefined ? undefined : json.decode<T>(v);
+        return v === undefined ? undefined : json.decode<T>(v, { space, key });
       },
       entries: (space, prefix = '', opts = {}) => this.#entries(space, prefix, opts, at),
       close: () => snapshot.close().catch(() => undefined),

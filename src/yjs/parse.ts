@@ -71,14 +71,8 @@ export function parseUpdate(update: Uint8Array): ParsedUpdate {
     for (let i = 0; i < numDsClients; i++) {
       const client = decoding.readVarUint(d);
       const n = readCount(d, update);
-      const ranges: [number, number][] = deletes.get(client) ?? [];
-      for (let j = 0; j < n; j++) {
-        const clock = decoding.readVarUint(d);
-        const len = decoding.readVarUint(d);
-        if (len === 0) throw new UpdateDecodeError('empty delete range');
-        ranges.push([clock, len]);
-      }
-      deletes.set(client, ranges);
+      if (client >= MAX_CLIENT || deletes.has(client)) throw new UpdateDecodeError('delete set client listed twice or out of range');
+      deletes.set(client, readDeleteRanges(d, n));
     }
     if (d.pos !== update.byteLength) throw new UpdateDecodeError(`${update.byteLength - d.pos} bytes left over after the update`);
     return { structs, deletes, dsStart };
@@ -88,6 +82,29 @@ export function parseUpdate(update: Uint8Array): ParsedUpdate {
   }
 }
 
+/**
+ * One client's delete ranges, as Yjs writes them: sorted, not overlapping,
+ * within 2^53. Yjs keeps the deletions it cannot apply yet by re-encoding
+ * them as deltas from the previous range: out of order or overlapping, they
+ * come back as other deletions than those signed, and past 2^53 the sums
+ * lose precision and that encoding throws, at this update and at every later
+ * one (the document can then neither be written nor read).
+ */
+function readDeleteRanges(d: decoding.Decoder, n: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  let end = 0;
+  for (let j = 0; j < n; j++) {
+    const clock = decoding.readVarUint(d);
+    const len = decoding.readVarUint(d);
+    if (len === 0) throw new UpdateDecodeError('empty delete range');
+    if (clock < end) throw new UpdateDecodeError('delete ranges out of order or overlapping');
+    end = clock + len;
+    if (end > Number.MAX_SAFE_INTEGER) throw new UpdateDecodeError('delete range out of range');
+    ranges.push([clock, len]);
+  }
+  return ranges;
+}
+
 /** A count can never exceed the bytes left (each entry takes at least one). */
 function readCount(d: decoding.Decoder, update: Uint8Array): number {
   const n = decoding.readVarUint(d);
@@ -95,8 +112,11 @@ function readCount(d: decoding.Decoder, update: Uint8Array): number {
   return n;
 }
 
+/** An item id: a client and a clock that Yjs can do exact arithmetic on (it keeps what waits on an id in a re-encoded pending set). */
 function readId(d: decoding.Decoder): [number, number] {
-  return [decoding.readVarUint(d), decoding.readVarUint(d)];
+  const id: [number, number] = [decoding.readVarUint(d), decoding.readVarUint(d)];
+  if (id[0] >= MAX_CLIENT || id[1] > Number.MAX_SAFE_INTEGER) throw new UpdateDecodeError('id out of range');
+  return id;
 }
 
 function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedStruct {
@@ -104,6 +124,9 @@ function readStruct(d: decoding.Decoder, client: number, clock: number): ParsedS
   const start = d.pos;
   const info = decoding.readUint8(d);
   const kind = info & 0x1f;
+  // Yjs reads a Skip only as the bare info byte 10 in decodeUpdate, diffUpdate and mergeUpdates (applyUpdate
+  // also takes flag bits): with any flag set those refuse it, and the node computes what is new with diffUpdate.
+  if (kind === StructKind.skip && info !== StructKind.skip) throw new UpdateDecodeError('skip struct with flags');
   if (kind === StructKind.gc || kind === StructKind.skip) {
     const length = decoding.readVarUint(d);
     if (length === 0) throw new UpdateDecodeError('empty struct');
@@ -175,6 +198,9 @@ function readContent(d: decoding.Decoder, kind: number): [number, string | unkno
       // Yjs reads a sub-document's options as an object: anything else makes it refuse the whole update.
       const opts = readAny(d, 0);
       if (typeof opts !== 'object' || opts === null || Array.isArray(opts) || opts instanceof Uint8Array) throw new UpdateDecodeError('sub-document options must be an object');
+      // Yjs lets options override the guid it read: not a string, it fails to encode the document again; undefined,
+      // every node makes up a random guid of its own, and their states (and digests) differ.
+      if (Object.hasOwn(opts, 'guid')) throw new UpdateDecodeError('sub-document options must not set a guid');
       return [1, null];
     }
     default:

@@ -1,0 +1,125 @@
+/**
+ * Records read back from a stopped node's LevelDB folder that are not what
+ * the node wrote there (a value truncated, emptied or overwritten), written
+ * through the Store API as a damaged disk would leave them. The node starts
+ * (or refuses to, saying which record), refuses only the document whose
+ * record is damaged, naming the record in its log, and never serves that
+ * document as something else or signs over what it already signed.
+ */
+import { join } from 'node:path';
+import { Level } from 'level';
+import { describe, expect, it } from 'vitest';
+import { STORE_DIR } from '../../src/init.js';
+import { Space, type Store } from '../../src/store/store.js';
+import { readFeed } from '../../src/store/records.js';
+import type { DocName, FeedKey } from '../../src/types.js';
+import { testNode, type TestNode } from '../helpers/cluster.js';
+import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
+import { withStore } from '../helpers/node.js';
+
+const DOC = 'c/doc' as DocName;
+
+/**
+ * A stopped node that wrote three edits to c/doc and one to c/other, with
+ * no snapshot of c/doc (so that loading it reads its vector and replays its
+ * envelopes), and its own feed key.
+ */
+async function stoppedNode(): Promise<{ dir: string; feed: FeedKey }> {
+  const node = await testNode('c');
+  const app = appDoc(5);
+  for (const s of ['one ', 'two ', 'three']) expect((await postUpdate(node, DOC, app.edit((d) => d.getText('t').insert(d.getText('t').length, s)))).status).toBe(200);
+  expect((await postUpdate(node, 'c/other', appDoc(6).edit((d) => d.getMap('m').set('ok', true)))).status).toBe(200);
+  const feed = Object.keys(await node.daemon.docs.vector(DOC))[0] as FeedKey;
+  await node.daemon.stop();
+  await withStore(node.dir, (store) => store.write([{ type: 'del', space: Space.snapshot, key: DOC }]));
+  return { dir: node.dir, feed };
+}
+
+const put = (space: Space, key: string, value: string | Uint8Array) => (store: Store) =>
+  store.write([{ type: 'put', space, key, value: typeof value === 'string' ? new TextEncoder().encode(value) : value }]);
+
+/** The tokens of a feed's envelopes of c/doc, as stored. */
+async function tokens(dir: string, feed: FeedKey): Promise<string[]> {
+  return withStore(dir, async (store) => {
+    const out: string[] = [];
+    for await (const env of readFeed(store, DOC, feed)) out.push(env.token);
+    return out;
+  });
+}
+
+/** Warnings and errors the node logged that name a corrupt record. */
+const corruptLines = (node: TestNode) => node.lines.filter((l) => Number(l.level) >= 40 && JSON.stringify(l).includes('corrupt record in the store'));
+
+describe('a damaged vector record', () => {
+  for (const [what, value] of [
+    ['valid JSON, not a vector', '{"x":1}'],
+    ['null', 'null'],
+    ['truncated', '{"abc:de'],
+  ] as const) {
+    it(`${what}: the document is refused (503, its log names the record); nothing is signed over; other documents are served`, async () => {
+      const { dir, feed } = await stoppedNode();
+      const before = await tokens(dir, feed);
+      await withStore(dir, put(Space.vector, DOC, value));
+      const node = await testNode('c', {}, dir);
+      // Before: a 200 with an empty document, and a write signed as seq 1 of its own feed again, over the envelope held there.
+      expect((await getDoc(node, DOC)).status).toBe(503);
+      expect((await postUpdate(node, DOC, appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(503);
+      expect((await getDoc(node, 'c/other')).body).toEqual({ m: { ok: true } });
+      expect((await postUpdate(node, 'c/other', appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(200);
+      expect(corruptLines(node).map((l) => (l.err as { message: string }).message)).toContain(
+        `corrupt record in the store (v "c/doc"): ${what === 'truncated' ? 'not valid JSON (Unterminated string in JSON at position 8)' : 'not a version vector'}`,
+      );
+      await node.daemon.stop();
+      expect(await tokens(dir, feed)).toEqual(before);
+    });
+  }
+});
+
+describe('a damaged envelope record', () => {
+  it('an emptied value: verify reports it with the rest, instead of failing', async () => {
+    const { dir, feed } = await stoppedNode();
+    const key = `${DOC}\u0000${feed}\u0000${(2).toString(16).padStart(12, '0')}`;
+    await withStore(dir, put(Space.envelope, key, new Uint8Array(0)));
+    const node = await testNode('c', {}, dir);
+    const report = await node.daemon.verify();
+    expect(report.ok).toBe(false);
+    expect(report.envelopes).toBe(4);
+    expect(report.problems).toEqual([{ doc: DOC, feed, seq: 2, problem: expect.any(String) }]);
+  });
+});
+
+describe('a damaged record of the node itself', () => {
+  for (const [what, key, value] of [
+    ['the feed, truncated', 'feed', '"abc'],
+    ['the feed, not a feed id', 'feed', '{"x":1}'],
+    ['the last run, not JSON', 'running', 'tru'],
+  ] as const) {
+    it(`${what}: the node starts on a new feed and says so; what it writes then verifies`, async () => {
+      const { dir, feed } = await stoppedNode();
+      // Not through the Store: closing it writes the record of its run.
+      const db = new Level<string, string>(join(dir, STORE_DIR));
+      await db.put(Space.meta + key, value);
+      await db.close();
+      // Before: a start that failed on a bare SyntaxError, or envelopes signed under the feed "[object Object]".
+      const node = await testNode('c', {}, dir);
+      expect(node.lines.some((l) => Number(l.level) >= 50 && String(l.msg).includes('corrupt: starting a new feed'))).toBe(true);
+      expect((await postUpdate(node, DOC, appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(200);
+      const vector = await node.daemon.docs.vector(DOC);
+      expect(vector[feed]).toBe(3);
+      expect(Object.entries(vector).filter(([f]) => f !== feed)).toEqual([[expect.stringMatching(/^[^:]+:[A-Za-z0-9_-]{22}$/), 1]]);
+      expect((await getDoc(node, DOC)).body).toEqual({ t: 'one two three', m: { x: 1 } });
+      expect(await node.daemon.verify()).toMatchObject({ ok: true, envelopes: 5 });
+    });
+  }
+
+  it('a record the node cannot start without (the revocations it applied): start refuses, naming the record', async () => {
+    const { dir } = await stoppedNode();
+    await withStore(dir, put(Space.meta, 'revocations', '{"fingerprint":'));
+    const err = await testNode('c', {}, dir).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; message?: string },
+    );
+    expect(err?.code).toBe('ERR_STORE_CORRUPT');
+    expect(err?.message).toMatch(/^corrupt record in the store \(m "revocations"\): not valid JSON/);
+  });
+});
