@@ -1,7 +1,7 @@
 import type { FeedKey, NodeId } from '../types.js';
 import type { Store } from '../store/store.js';
 import { readEnvelope } from '../store/records.js';
-import { parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
+import { parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate } from '../yjs/build.js';
 import type { LiveDoc, RefusedPart } from './live-doc.js';
 import { feedOrigin, structsByClient, unitAt, type OverlapEntry } from './overlap.js';
@@ -78,7 +78,13 @@ async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Ui
       for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
         const hs = list[i]!;
         c = Math.max(c, hs.clock);
-        for (const stop = Math.min(until, hs.clock + hs.length); c < stop; c++) {
+        const stop = Math.min(until, hs.clock + hs.length);
+        // GC and deleted runs claim nothing and match anything: their length is only a number, which may be 2^40.
+        if (claimsNothing(s) || claimsNothing(hs)) {
+          c = stop;
+          continue;
+        }
+        for (; c < stop; c++) {
           const a = unitAt(source, s, c);
           const b = unitAt(held.source, hs, c);
           if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
@@ -101,6 +107,8 @@ async function heldEnvelope(store: Store, live: LiveDoc, entry: OverlapEntry, ca
   }
   return held;
 }
+
+const claimsNothing = (s: ParsedStruct) => s.kind === StructKind.gc || s.kind === StructKind.deleted || s.kind === StructKind.skip;
 
 /** The index of the first struct of `list` (sorted by clock) that ends after `clock`. */
 function firstEndingAfter(list: readonly ParsedStruct[], clock: number): number {
