@@ -183,10 +183,16 @@ function inSequence(ydoc: Y.Doc, client: number, clock: number): boolean {
   return s instanceof Y.Item && s.parentSub === null;
 }
 
-/** Y.mergeUpdates is superlinear in the number of updates: merge in bounded groups. */
+/**
+ * Y.mergeUpdates is superlinear in the number of updates: merge in bounded
+ * groups. It also relies on each update listing its clients from the highest
+ * id down, as Yjs writes them, and leaves structs out of one that does not:
+ * such updates (other encoders, several apps' keystrokes concatenated) are
+ * put in that order first.
+ */
 export function mergeBounded(updates: Uint8Array[]): Uint8Array {
   if (updates.length === 1) return updates[0]!;
-  let level = updates;
+  let level = updates.map(inYjsOrder);
   while (level.length > 1) {
     const next: Uint8Array[] = [];
     for (let i = 0; i < level.length; i += MERGE_GROUP) next.push(Y.mergeUpdates(level.slice(i, i + MERGE_GROUP)));
@@ -197,3 +203,12 @@ export function mergeBounded(updates: Uint8Array[]): Uint8Array {
 
 
 const MERGE_GROUP = 64;
+
+/** `update` with its clients from the highest id down (itself when they already are). */
+function inYjsOrder(update: Uint8Array): Uint8Array {
+  const parsed = parseUpdate(update);
+  if (parsed.structs.every((s, i) => i === 0 || s.client <= parsed.structs[i - 1]!.client)) return update;
+  const structs = [...parsed.structs].sort((a, b) => b.client - a.client || a.clock - b.clock);
+  const deletes: DeleteRanges = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
+  return buildUpdate(update, structs, deletes);
+}

@@ -183,7 +183,8 @@ export function concatUpdates(parts: readonly { readonly update: Uint8Array; rea
   const e = encoding.createEncoder();
   const structs: ParsedStruct[] = [];
   encoding.writeVarUint(e, byClient.size);
-  for (const [client, c] of byClient) {
+  // From the highest client id down, as Yjs writes them (its merge relies on that order).
+  for (const [client, c] of [...byClient].sort(([a], [b]) => b - a)) {
     encoding.writeVarUint(e, c.structs.length);
     encoding.writeVarUint(e, client);
     encoding.writeVarUint(e, c.first);

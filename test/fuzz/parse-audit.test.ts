@@ -532,45 +532,6 @@ describe('the JSON view of a document renders whatever content it holds', () => 
   });
 });
 
-// ------------------------------------------------------------------ growth
-
-/**
- * How many times longer one run on `large` (ten times the bytes) takes than
- * one on `small`, each the best of five, with the small one run ten times
- * over per measure, so both measure about as long and stay clear of the
- * timer's resolution and of a pause of the collector.
- */
-function slowdown(small: () => unknown, large: () => unknown): number {
-  const best = (fn: () => unknown, runs: number) => {
-    let ms = Infinity;
-    for (let i = 0; i < 5; i++) {
-      const t = performance.now();
-      for (let j = 0; j < runs; j++) fn();
-      ms = Math.min(ms, (performance.now() - t) / runs);
-    }
-    return ms;
-  };
-  const s = best(small, 10);
-  return best(large, 1) / s;
-}
-
-describe('parsing time grows with the bytes, not faster', () => {
-  const shapes: [string, (n: number) => Uint8Array, number][] = [
-    ['GC structs', (n) => update((e) => (vu(e, 1, n, 7, 0), Array.from({ length: n }, () => vu(e, 0, 1)), vu(e, 0))), 5_000],
-    ['JSON values in one struct', (n) => update((e) => (vu(e, 1, 1, 7, 0), encoding.writeUint8(e, 2), vu(e, 1), encoding.writeVarString(e, 'a'), vu(e, n), Array.from({ length: n }, () => encoding.writeVarString(e, '[1]')), vu(e, 0))), 2_000],
-    ['delete ranges', (n) => update((e) => (vu(e, 0, 1, 7, n), Array.from({ length: n }, (_, i) => vu(e, 2 * i, 1)))), 5_000],
-    ['a claimed count of 2^53 over few bytes', (n) => update((e) => (vu(e, 1, 1, 7, 0), encoding.writeUint8(e, 8), vu(e, 1), encoding.writeVarString(e, 'a'), vu(e, 2 ** 53 - 1), Array.from({ length: n }, () => encoding.writeUint8(e, 126)))), 5_000],
-  ];
-  for (const [name, build, n] of shapes) {
-    it(name, () => {
-      const [small, large] = [build(n), build(10 * n)];
-      const ratio = slowdown(() => accepts(small), () => accepts(large));
-      // Ten times the bytes: about ten times the time (more as the heap grows); quadratic would be a hundred.
-      expect(ratio, `${ratio.toFixed(1)} times the time for ten times the bytes`).toBeLessThan(50);
-    });
-  }
-});
-
 // ------------------------------------------------------------------ end to end
 
 /** Updates each refused above, with what they would have done to a node. */
