@@ -3,7 +3,7 @@ import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import { feedKey } from '../types.js';
-import { Space, json, type StoreOp } from '../store/store.js';
+import { CorruptRecordError, Space, json, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedUpdate } from '../yjs/parse.js';
 import { BAD_HASH, BAD_SIGNATURE, EnvelopeError, readEnvelopeClaims, signatureParts, type EnvelopeClaims } from './envelope.js';
@@ -105,7 +105,15 @@ export class Receiver {
       const checked = this.#finishCheck(c, verdicts[i], out);
       if (checked) (byDoc.get(checked.claims.doc) ?? byDoc.set(checked.claims.doc, []).get(checked.claims.doc)!).push(checked);
     }
-    await Promise.all([...byDoc].map(([doc, envs]) => this.#p.docs.withLive(doc, (live) => this.#accept(live, from, envs, out))));
+    await Promise.all(
+      [...byDoc].map(([doc, envs]) =>
+        this.#p.docs.withLive(doc, (live) => this.#accept(live, from, envs, out)).catch((err: unknown) => {
+          // A document with a damaged record cannot take them in; the others do. They are neither accepted nor refused: offered again later.
+          if (!(err instanceof CorruptRecordError)) throw err;
+          this.#log.error({ err, doc, peer: from, envelopes: envs.length }, 'envelopes not taken in: a record of their document is damaged in the store');
+        }),
+      ),
+    );
     return out;
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import type { Session } from '../net/session.js';
-import type { Store } from '../store/store.js';
+import { CorruptRecordError, type Store } from '../store/store.js';
 import { readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
 import { Close } from '../protocol/close-codes.js';
 import { grantsMessages, type AnnounceEntry, type SessionMessage } from '../protocol/messages.js';
@@ -157,7 +157,9 @@ export class Replicator {
     let docs: AnnounceEntry[] = [];
     for (const name of this.#o.docs.names()) {
       if (!this.#o.policy.mayRead(this.#peer, name)) continue;
-      const { vector, digest } = await this.#o.docs.vectorAndDigest(name);
+      const read = await this.#unlessCorrupt(name, () => this.#o.docs.vectorAndDigest(name));
+      if (!read) continue;
+      const { vector, digest } = read;
       const hash = vectorHash(vector);
       docs.push(digest ? [name, hash, digest] : [name, hash]);
       if (docs.length >= ANNOUNCE_CHUNK) {
@@ -292,6 +294,25 @@ export class Replicator {
   /** Bytes of live-push envelopes waiting in #tasks. */
   #taskBytes = 0;
 
+  /**
+   * What `read` gives for one document, or undefined when a record of that
+   * document is damaged in the store: it is left out of the exchange (the
+   * load says so in the log), and the others go on.
+   */
+  async #unlessCorrupt<T>(doc: DocName, read: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await read();
+    } catch (err) {
+      if (!(err instanceof CorruptRecordError)) throw err;
+      if (!this.#corrupt.has(doc)) this.#log.error({ err, doc }, 'document left out of replication: a record of it is damaged in the store');
+      this.#corrupt.add(doc);
+      return undefined;
+    }
+  }
+
+  /** Documents already logged as left out for a damaged record, in this session. */
+  readonly #corrupt = new Set<DocName>();
+
   #send(m: SessionMessage): void {
     this.#o.session.send(m);
   }
@@ -377,7 +398,9 @@ export class Replicator {
       const doc = name as DocName;
       if (!this.#o.policy.mayExchange(this.#peer, doc)) continue;
       // A digest is only worth computing when the peer sent one to compare with.
-      const { vector: ours, digest: mine } = await this.#o.docs.vectorAndDigest(doc, digest !== undefined);
+      const read = await this.#unlessCorrupt(doc, () => this.#o.docs.vectorAndDigest(doc, digest !== undefined));
+      if (!read) continue;
+      const { vector: ours, digest: mine } = read;
       const counted = this.#withRefused(doc, ours);
       if (vectorHash(counted) !== hash) {
         want[doc] = counted;
@@ -399,8 +422,9 @@ export class Replicator {
       // A want withdraws the peer's earlier refusals for this document.
       this.#notWantedCount -= this.#notWanted.get(doc)?.size ?? 0;
       this.#notWanted.delete(doc);
+      const ours = await this.#unlessCorrupt(doc, () => this.#o.docs.vector(doc));
+      if (!ours) continue;
       this.#peerVectors.set(doc, { ...theirs });
-      const ours = await this.#o.docs.vector(doc);
       for (const [feed, seq] of Object.entries(ours)) {
         const have = theirs[feed] ?? 0;
         const key = rangeKey(doc, feed);

@@ -12,8 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { STORE_DIR } from '../../src/init.js';
 import { Space, type Store } from '../../src/store/store.js';
 import { readFeed } from '../../src/store/records.js';
-import type { DocName, FeedKey } from '../../src/types.js';
-import { testNode, type TestNode } from '../helpers/cluster.js';
+import type { DocName, FeedKey, NodeId } from '../../src/types.js';
+import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
+import { waitUntil } from '../helpers/wait.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { withStore } from '../helpers/node.js';
 
@@ -73,6 +74,24 @@ describe('a damaged vector record', () => {
       expect(await tokens(dir, feed)).toEqual(before);
     });
   }
+});
+
+describe('a damaged record and replication', () => {
+  it('the document is left out of the exchange with a peer; the others replicate both ways, and the session stays', async () => {
+    const { dir } = await stoppedNode();
+    await withStore(dir, put(Space.vector, DOC, 'null'));
+    const node = await testNode('c', {}, dir);
+    const peer = await testNode('p');
+    // The peer holds c/doc too, so it announces it and pushes to it.
+    expect((await postUpdate(peer, DOC, appDoc(11).edit((d) => d.getMap('m').set('from', 'peer')))).status).toBe(200);
+    await linkPair(node, peer);
+    await waitUntil(async () => (await getDoc(peer, 'c/other')).status === 200, { what: 'the peer has c/other' });
+    expect((await postUpdate(peer, 'p/new', appDoc(12).edit((d) => d.getMap('m').set('ok', 1)))).status).toBe(200);
+    await waitUntil(async () => (await getDoc(node, 'p/new')).status === 200, { what: 'the node has p/new' });
+    expect(node.lines.some((l) => l.msg === 'sync message handling failed')).toBe(false);
+    expect(node.lines.some((l) => String(l.msg).startsWith('document left out of replication') || String(l.msg).startsWith('envelopes not taken in'))).toBe(true);
+    expect(node.daemon.peerManager.session(peer.id as NodeId)?.closed).toBe(false);
+  });
 });
 
 describe('a damaged envelope record', () => {
