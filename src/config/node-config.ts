@@ -13,7 +13,7 @@ const positiveDuration = duration.refine((s) => (parseDuration(s) ?? 0) > 0, { m
 const bytes = z.number().int().positive();
 const address = z.string().refine((s) => parseHostPort(s) !== undefined, { message: 'expected "HOST:PORT" ("[::1]:PORT" for IPv6)' });
 /** The Fetch standard's "bad ports": browsers, and Node's fetch (which the CLI uses), never connect to them. */
-const FETCH_BAD_PORTS = new Set([1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6697, 10080]);
+const FETCH_BAD_PORTS = new Set([1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080]);
 const apiAddress = address.refine((s) => !FETCH_BAD_PORTS.has(parseHostPort(s)?.port ?? 0), { message: 'is a port browsers and fetch refuse to connect to (the Fetch standard\'s "bad ports"): apps and the CLI could not reach the API there; choose another' });
 const fileName = z.string().min(1);
 

@@ -120,11 +120,6 @@ export class LocalWrites {
   }
 
   async #signBatch(live: LiveDoc, batch: LocalWrite[]): Promise<Vector> {
-    // A write this node's own revocation would drop is refused, not acknowledged and lost at the next rebuild.
-    const feed = this.#ctx.ownFeed;
-    if (this.#ctx.treatment({ doc: live.name, feed, seq: (live.vector[feed] ?? 0) + 1 }) !== 'apply') {
-      throw new RevokedError('this node is revoked by an authority it trusts: its writes to this document are no longer kept');
-    }
     const refusedRanges: [number, number, number][] = [];
     let launders = false;
     for (const w of batch) {
@@ -166,6 +161,8 @@ export class LocalWrites {
 
   /** Signs deletions that were waiting for their items, once they are here. */
   async flushDeferred(live: LiveDoc): Promise<void> {
+    // Signed now, they would be dropped at the next rebuild: they wait, stored, in case the revocation is lifted.
+    if (this.#beyondOwnCutoff(live, 1)) return;
     const empty = new Uint8Array([0, 0]);
     const before = deferredKey(live);
     const saved = copyDeferred(live);
@@ -198,9 +195,19 @@ export class LocalWrites {
    * client ranges than fit one envelope token is split into several
    * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
    */
+  /** Whether any of the next `count` envelopes of this node's feed would be beyond its own cutoff (DESIGN.md §10). */
+  #beyondOwnCutoff(live: LiveDoc, count: number): boolean {
+    const feed = this.#ctx.ownFeed;
+    const last = live.vector[feed] ?? 0;
+    for (let seq = last + 1; seq <= last + count; seq++) if (this.#ctx.treatment({ doc: live.name, feed, seq }) !== 'apply') return true;
+    return false;
+  }
+
   async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = [], author?: object): Promise<void> {
     const ownFeed = this.#ctx.ownFeed;
     const parts = splitByClients(update, parsed);
+    // What this node's own revocation would drop is refused, not acknowledged and lost at the next rebuild.
+    if (this.#beyondOwnCutoff(live, parts.length)) throw new RevokedError('this node is revoked by an authority it trusts: its writes to this document are no longer kept');
     const envs: StoredEnvelope[] = [];
     const ats: number[] = [];
     const ops: StoreOp[] = [];

@@ -49,15 +49,22 @@ export async function createFileExclusive(path: string, data: string | Uint8Arra
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.new`);
   const fh = await open(tmp, 'wx', mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
       if (!NO_HARD_LINKS.has(err.code ?? '')) throw err;
-      return copyFile(tmp, path, constants.COPYFILE_EXCL);
+      await copyFile(tmp, path, constants.COPYFILE_EXCL);
+      // A copy is not atomic: durable before it counts as made.
+      const copy = await open(path, 'r');
+      try {
+        await copy.sync();
+      } finally {
+        await copy.close();
+      }
     });
   } finally {
     await rm(tmp, { force: true });

@@ -217,7 +217,7 @@ describe('tessera.json refusals name the file and the JSON path', () => {
   );
 
   it('an api on a port browsers and fetch refuse to connect to (apps and the CLI could not reach it)', () => {
-    for (const port of [6000, 6666, 5060, 10080]) expect(refused({ api: `127.0.0.1:${port}` }, '$.api').message).toMatch(/bad ports/);
+    for (const port of [6000, 6666, 6679, 5060, 10080]) expect(refused({ api: `127.0.0.1:${port}` }, '$.api').message).toMatch(/bad ports/);
     // Peers dial with WebSockets of their own: any port will do for listen.
     expect(parseNodeConfig(FILE, '/data', { listen: '127.0.0.1:6000' }).listen.port).toBe(6000);
   });
