@@ -67,7 +67,7 @@ export async function readVector(store: StoreReader, doc: DocName): Promise<Vect
  * serve the document without its envelopes, and sign its own next
  * envelopes over seqs it already signed (forking its feed).
  */
-function checkVector(v: unknown, doc: string): Vector {
+export function checkVector(v: unknown, doc: string): Vector {
   const bad = typeof v !== 'object' || v === null || Array.isArray(v) || Object.entries(v).some(([feed, seq]) => !feed.includes(':') || !Number.isSafeInteger(seq) || (seq as number) < 1);
   if (bad) throw new CorruptRecordError('not a version vector', { space: Space.vector, key: doc });
   return v as Vector;

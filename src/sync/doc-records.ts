@@ -1,7 +1,7 @@
 import { Space, json, type StoreOp } from '../store/store.js';
 import { structRanges, parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { buildUpdate } from '../yjs/build.js';
-import { decodeEnvelopeValue, encodeEnvelopeValue, type StoredEnvelope, type Vector } from '../store/records.js';
+import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, type StoredEnvelope, type Vector } from '../store/records.js';
 import type { LiveDoc } from './live-doc.js';
 
 /** What a document keeps in the store besides its envelopes: deferred deletions, overlap index entries, snapshots. */
@@ -77,7 +77,8 @@ export function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
   return encodeEnvelopeValue(JSON.stringify(vector), state);
 }
 
-export function decodeSnapshot(bytes: Uint8Array): { vector: Vector; state: Uint8Array } {
+/** A stored snapshot; throws if it is not one (its vector is checked like a stored vector). */
+export function decodeSnapshot(bytes: Uint8Array, doc: string): { vector: Vector; state: Uint8Array } {
   const { token, update } = decodeEnvelopeValue(bytes);
-  return { vector: JSON.parse(token) as Vector, state: update };
+  return { vector: checkVector(JSON.parse(token), doc), state: update };
 }

@@ -124,9 +124,16 @@ export class LoadedDocs {
     const snap = await store.get(Space.snapshot, doc);
     let base: Vector = {};
     if (snap) {
-      const { vector: v, state } = decodeSnapshot(snap);
-      Y.applyUpdate(live.ydoc, state);
-      base = v;
+      try {
+        const { vector: v, state } = decodeSnapshot(snap, doc);
+        if (Object.entries(v).some(([feed, seq]) => seq > (vector[feed] ?? 0))) throw new Error('the snapshot covers envelopes the document does not count');
+        Y.applyUpdate(live.ydoc, state);
+        base = v;
+      } catch (err) {
+        // A snapshot is a cache of what the envelopes hold: a damaged one is passed over, and the document replayed whole.
+        this.#log.error({ err, doc }, 'damaged snapshot passed over; replaying the document from its envelopes');
+        live.reset();
+      }
     }
     // Parked pending structs are a cache of what the snapshot and the envelopes hold: start over.
     const stale: StoreOp[] = [];

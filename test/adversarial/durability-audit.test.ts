@@ -247,7 +247,7 @@ describe('a document unloaded and loaded again at once', () => {
     await waitUntil(() => io.seen.some((ops) => ops.some((o) => o.type === 'put' && o.key === `${Space.snapshot}u/doc`)), { what: 'the snapshot of the unloaded document' });
     const snap = await store.get(Space.snapshot, 'u/doc');
     expect(snap).toBeDefined();
-    const { vector, state } = decodeSnapshot(snap!);
+    const { vector, state } = decodeSnapshot(snap!, 'u/doc');
     expect(vector).toEqual({ [feedKey(second.id as NodeId, FEED)]: typed.length });
     // A node that loads this snapshot (after a crash, say) replays nothing of the second feed: it must hold all of it.
     const loaded = new Y.Doc();

@@ -76,6 +76,25 @@ describe('a damaged vector record', () => {
   }
 });
 
+describe('a damaged snapshot', () => {
+  for (const [what, value] of [
+    ['garbage bytes', new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9])],
+    ['a vector that is not one', new Uint8Array([...new TextEncoder().encode('\u0004null'), 0, 0])],
+  ] as const) {
+    it(`${what}: passed over, the document replayed from its envelopes and served whole`, async () => {
+      const { dir } = await stoppedNode();
+      const had = await withStore(dir, (store) => store.get(Space.snapshot, 'c/other'));
+      expect(had, 'the stop wrote a snapshot of c/other').toBeDefined();
+      await withStore(dir, put(Space.snapshot, 'c/other', value));
+      const node = await testNode('c', {}, dir);
+      expect((await getDoc(node, 'c/other')).body).toEqual({ m: { ok: true } });
+      expect(node.lines.some((l) => l.msg === 'damaged snapshot passed over; replaying the document from its envelopes' && l.doc === 'c/other')).toBe(true);
+      expect((await postUpdate(node, 'c/other', appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(200);
+      expect((await node.daemon.verify()).ok).toBe(true);
+    });
+  }
+});
+
 describe('a damaged record and replication', () => {
   it('the document is left out of the exchange with a peer; the others replicate both ways, and the session stays', async () => {
     const { dir } = await stoppedNode();
