@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { importPublicJwk } from '../identity/keys.js';
 import type { DocName, FeedKey, NodeId, PublicJwk } from '../types.js';
-import { Space, type StoreReader } from '../store/store.js';
-import { listDocs, readFeed } from '../store/records.js';
+import { CorruptRecordError, Space, type StoreReader } from '../store/store.js';
+import { readFeed, readVector, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges } from '../yjs/parse.js';
 import { readEnvelopeClaims, verifyEnvelope } from './envelope.js';
 import { feedOrigin } from './overlap.js';
@@ -41,8 +41,18 @@ export async function verifyStore(store: StoreReader, knownKeys: (origin: NodeId
   };
   let docs = 0;
   let envelopes = 0;
-  for await (const { doc, vector } of listDocs(store)) {
+  for await (const [key] of store.entries(Space.vector)) {
+    const doc = key as DocName;
     docs++;
+    let vector: Vector;
+    try {
+      vector = await readVector(store, doc);
+    } catch (err) {
+      // Listed with the rest, not thrown: one damaged record must not hide every other problem.
+      if (!(err instanceof CorruptRecordError)) throw err;
+      problems.push({ doc, feed: '', seq: null, problem: err.message });
+      continue;
+    }
     for (const [feed, top] of Object.entries(vector) as [FeedKey, number][]) {
       const origin = feedOrigin(feed);
       const key = await keyFor(origin);

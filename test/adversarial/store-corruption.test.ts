@@ -67,9 +67,12 @@ describe('a damaged vector record', () => {
       expect((await postUpdate(node, DOC, appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(503);
       expect((await getDoc(node, 'c/other')).body).toEqual({ m: { ok: true } });
       expect((await postUpdate(node, 'c/other', appDoc(9).edit((d) => d.getMap('m').set('x', 1)))).status).toBe(200);
-      expect(corruptLines(node).map((l) => (l.err as { message: string }).message)).toContain(
-        `corrupt record in the store (v "c/doc"): ${what === 'truncated' ? 'not valid JSON (Unterminated string in JSON at position 8)' : 'not a version vector'}`,
-      );
+      const message = `corrupt record in the store (v "c/doc"): ${what === 'truncated' ? 'not valid JSON (Unterminated string in JSON at position 8)' : 'not a version vector'}`;
+      expect(corruptLines(node).map((l) => (l.err as { message: string }).message)).toContain(message);
+      // verify lists it with the rest instead of failing.
+      const report = await node.daemon.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([{ doc: DOC, feed: '', seq: null, problem: message }]);
       await node.daemon.stop();
       expect(await tokens(dir, feed)).toEqual(before);
     });
