@@ -135,7 +135,8 @@ export class Store implements StoreReader {
 
   /** Opens (creating if needed) the database at `path`. Throws DataDirInUseError if another process holds it. */
   static async open(path: string, opts: StoreOptions): Promise<Store> {
-    await mkdir(path, { recursive: true });
+    // Every document is in here in clear: only this node's user may read it, whatever the data directory's mode.
+    await mkdir(path, { recursive: true, mode: 0o700 });
     const store = new Store(path, opts);
     await store.#openDb();
     await store.#initFeed();

@@ -241,6 +241,8 @@ describe('the data directory', () => {
     const open = await startDaemon({ dir });
     const warned = open.lines.filter((l) => String(l.msg).startsWith('the data directory is open to other users'));
     expect(warned).toEqual([expect.objectContaining({ dataDir: dir, mode: '0755' })]);
+    // The store itself is made for this user alone.
+    expect((await stat(join(dir, 'store'))).mode & 0o777).toBe(0o700);
     await open.daemon.stop();
     await chmod(dir, 0o700);
     const closed = await startDaemon({ dir });
