@@ -9,6 +9,7 @@ import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
 import { feedOrigin } from './overlap.js';
+import { Declined, Refusals } from './refusals.js';
 import type { VerifyBudget } from '../trust/trust.js';
 
 export interface ReplicatorOptions {
@@ -38,8 +39,6 @@ type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
 const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
 
 const HIGH_WATER = 1024 * 1024;
-/** (document, feed) pairs of a peer's notWanted remembered in one session; beyond it, what it declines is sent anyway. */
-const MAX_NOT_WANTED = 65_536;
 /**
  * Grants and revocations claiming a trusted authority that fail to verify,
  * tolerated from one session; beyond them, its tokens that would need a
@@ -48,14 +47,6 @@ const MAX_NOT_WANTED = 65_536;
  * off; the next session starts afresh).
  */
 const MAX_FORGED_TOKENS = 64;
-/**
- * Bytes of names this node remembers refusing in one session (checked by
- * policy before any signature, so a peer can make them up); beyond it, a
- * refused feed is offered again at the next announce.
- */
-const MAX_REFUSED_BYTES = 1024 * 1024;
-/** What one remembered name costs beside its characters. */
-const ENTRY_BYTES = 64;
 const FRAME_TARGET = 256 * 1024;
 const FRAME_MAX_ITEMS = 512;
 const INBOUND_PAUSE = 1024 * 1024;
@@ -77,19 +68,10 @@ export class Replicator {
   readonly #log: Logger;
   /** What this node believes the peer holds, per document. */
   readonly #peerVectors = new Map<DocName, Vector>();
-  /** Feeds the peer said it does not want, per document (only documents this node holds and may send it). */
-  readonly #notWanted = new Map<DocName, Set<string>>();
-  #notWantedCount = 0;
-  /**
-   * Feeds this node refused by policy in this session, per document, with the
-   * highest seq refused: counted as held when comparing the peer's announces
-   * and in wants, so a feed refused once is not sent whole again at every
-   * announce (PROTOCOL.md §6.6).
-   */
-  readonly #refused = new Map<DocName, Map<string, number>>();
-  /** Documents refused because the peer may not exchange them: wanted again when that may have changed. */
-  readonly #unexchangeable = new Set<DocName>();
-  #refusedBytes = 0;
+  /** Feeds the peer said it does not want, per document. */
+  readonly #declined = new Declined();
+  /** What this node refused from the peer in this session. */
+  readonly #refused = new Refusals();
   /** Origins whose grants were already sent in this session. */
   readonly #grantsSent = new Set<string>();
   readonly #tasks: Task[] = [];
@@ -177,51 +159,27 @@ export class Replicator {
    * what may now be accepted.
    */
   async refresh(): Promise<void> {
-    this.#notWanted.clear();
-    this.#notWantedCount = 0;
+    this.#declined.clear();
     await this.#announce();
-    if (!this.#refused.size && !this.#unexchangeable.size) return;
-    const docs = [...new Set([...this.#refused.keys(), ...this.#unexchangeable])];
-    this.#refused.clear();
-    this.#unexchangeable.clear();
-    this.#refusedBytes = 0;
     // With the refusals forgotten, the true vectors: what was refused may be accepted now.
-    await this.#wantAgain(docs);
+    await this.#wantAgain(this.#refused.clear());
   }
 
   /** Forgets the refusals of feeds these origins wrote, and wants their documents again (true vectors for those feeds). */
   async forgetRefused(origins: ReadonlySet<string>): Promise<void> {
     if (this.#stopped) return;
-    const docs: DocName[] = [];
-    for (const [doc, feeds] of this.#refused) {
-      for (const feed of feeds.keys()) {
-        if (!origins.has(feedOrigin(feed as FeedKey))) continue;
-        feeds.delete(feed);
-        this.#refusedBytes -= feed.length + ENTRY_BYTES;
-        if (docs.at(-1) !== doc) docs.push(doc);
-      }
-      if (!feeds.size) {
-        this.#refused.delete(doc);
-        this.#refusedBytes -= doc.length + ENTRY_BYTES;
-      }
-    }
-    await this.#wantAgain(docs);
+    await this.#wantAgain(this.#refused.forgetOrigins(origins));
   }
 
   /** Wants again the documents refused because the peer could not exchange them, that it may exchange now. */
   async #wantUnexchangeable(): Promise<void> {
-    const docs = [...this.#unexchangeable].filter((doc) => this.#o.policy.mayExchange(this.#peer, doc));
-    for (const doc of docs) {
-      this.#unexchangeable.delete(doc);
-      this.#refusedBytes -= doc.length + ENTRY_BYTES;
-    }
-    await this.#wantAgain(docs);
+    await this.#wantAgain(this.#refused.forgetUnexchangeable((doc) => this.#o.policy.mayExchange(this.#peer, doc)));
   }
 
   async #wantAgain(docs: readonly DocName[]): Promise<void> {
     if (this.#stopped) return;
     const want: Record<string, Vector> = {};
-    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = this.#withRefused(doc, await this.#o.docs.vector(doc));
+    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = this.#refused.counted(doc, await this.#o.docs.vector(doc));
     if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
   }
 
@@ -255,7 +213,7 @@ export class Replicator {
       if ((theirs[env.feed] ?? 0) < env.seq) this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
       return;
     }
-    if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#notWanted.get(env.doc)?.has(env.feed)) return;
+    if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#declined.has(env.doc, env.feed)) return;
     if ((theirs[env.feed] ?? 0) >= env.seq) return;
     this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
     const size = env.token.length + env.update.byteLength;
@@ -380,11 +338,7 @@ export class Replicator {
         for (const [doc, feed] of m.items) {
           // What this node would never send anyway is not worth remembering: a peer cannot grow the set with made-up names.
           if (!this.#o.docs.has(doc as DocName) || !this.#o.policy.mayRead(this.#peer, doc as DocName)) continue;
-          if (this.#notWantedCount >= MAX_NOT_WANTED) break;
-          const feeds = this.#notWanted.get(doc as DocName) ?? this.#notWanted.set(doc as DocName, new Set()).get(doc as DocName)!;
-          if (feeds.has(feed)) continue;
-          feeds.add(feed);
-          this.#notWantedCount++;
+          if (!this.#declined.add(doc as DocName, feed)) break;
         }
         return;
       case 'grants':
@@ -401,7 +355,7 @@ export class Replicator {
       const read = await this.#unlessCorrupt(doc, () => this.#o.docs.vectorAndDigest(doc, digest !== undefined));
       if (!read) continue;
       const { vector: ours, digest: mine } = read;
-      const counted = this.#withRefused(doc, ours);
+      const counted = this.#refused.counted(doc, ours);
       if (vectorHash(counted) !== hash) {
         want[doc] = counted;
         continue;
@@ -420,8 +374,7 @@ export class Replicator {
       const doc = name as DocName;
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
       // A want withdraws the peer's earlier refusals for this document.
-      this.#notWantedCount -= this.#notWanted.get(doc)?.size ?? 0;
-      this.#notWanted.delete(doc);
+      this.#declined.withdraw(doc);
       const ours = await this.#unlessCorrupt(doc, () => this.#o.docs.vector(doc));
       if (!ours) continue;
       this.#peerVectors.set(doc, { ...theirs });
@@ -463,8 +416,8 @@ export class Replicator {
       c.refused.set(r.reason, (c.refused.get(r.reason) ?? 0) + 1);
       if (r.reason === 'forgery') this.#forgeries++;
       if (r.reason === 'not_wanted' || r.reason === 'not_exchangeable') notWanted.push([r.doc, r.feed]);
-      if (r.reason === 'not_wanted') this.#noteRefused(r.doc, r.feed, r.seq);
-      if (r.reason === 'not_exchangeable') this.#noteUnexchangeable(r.doc);
+      if (r.reason === 'not_wanted') this.#refused.noteFeed(r.doc, r.feed, r.seq);
+      if (r.reason === 'not_exchangeable') this.#refused.noteUnexchangeable(r.doc);
       const key = JSON.stringify([r.doc, r.feed, r.reason, r.detail]);
       const line = lines.get(key);
       if (line) {
@@ -477,43 +430,10 @@ export class Replicator {
     if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
     if (out.rewant.size) {
       const want: Record<string, Vector> = {};
-      for (const doc of out.rewant) want[doc] = this.#withRefused(doc, await this.#o.docs.vector(doc));
+      for (const doc of out.rewant) want[doc] = this.#refused.counted(doc, await this.#o.docs.vector(doc));
       this.#send({ type: 'want', docs: want });
     }
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
-  }
-
-  /**
-   * Remembers a feed refused because its author may not write the document
-   * (not counted: refusals because the peer may not exchange it, which no
-   * announce compares while that holds).
-   */
-  #noteRefused(doc: DocName, feed: string, seq: number): void {
-    const feeds = this.#refused.get(doc);
-    const had = feeds?.get(feed);
-    if (had !== undefined) {
-      if (seq > had) feeds!.set(feed, seq);
-      return;
-    }
-    const cost = feed.length + ENTRY_BYTES + (feeds ? 0 : doc.length + ENTRY_BYTES);
-    if (this.#refusedBytes + cost > MAX_REFUSED_BYTES) return;
-    (feeds ?? this.#refused.set(doc, new Map()).get(doc)!).set(feed, seq);
-    this.#refusedBytes += cost;
-  }
-
-  #noteUnexchangeable(doc: DocName): void {
-    if (this.#unexchangeable.has(doc) || this.#refusedBytes + doc.length + ENTRY_BYTES > MAX_REFUSED_BYTES) return;
-    this.#unexchangeable.add(doc);
-    this.#refusedBytes += doc.length + ENTRY_BYTES;
-  }
-
-  /** `vector` with the feeds refused in this session counted as held up to the highest seq refused; `vector` itself when that adds nothing. */
-  #withRefused(doc: DocName, vector: Vector): Vector {
-    const feeds = this.#refused.get(doc);
-    if (!feeds) return vector;
-    let out: Record<string, number> | undefined;
-    for (const [feed, seq] of feeds) if ((vector[feed] ?? 0) < seq) (out ??= { ...vector })[feed] = seq;
-    return out ?? vector;
   }
 
   /** Takes the range task at the head of the queue off it. */
