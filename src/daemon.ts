@@ -149,7 +149,7 @@ export class Daemon {
       // Four updates of the largest size at once: writes queue per document anyway, so more in flight buys nothing.
       const bodies = new BodyBudget(BODY_BUDGET_UPDATES * config.maxUpdateBytes);
       const connections = new AppConnections({ max: config.maxAppConnections, perToken: config.maxAppConnectionsPerToken, log });
-      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now, connections });
+      const yjs = new YjsEndpoint({ docs, log, authenticate, allowedOrigins: config.allowedOrigins, maxUpdateBytes: config.maxUpdateBytes, maxQueuedBytes: config.maxQueuedBytes, heartbeatMs: config.heartbeatInterval, now, connections, bodies });
       cleanup.unshift(async () => yjs.stop());
       const routes = apiRoutes({
         docs,

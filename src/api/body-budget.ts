@@ -1,11 +1,12 @@
 import { HttpError } from './http.js';
 
 /**
- * The bytes of request bodies held at once across all API requests
- * (DESIGN.md §9): a body holds what has arrived of it until its request is
- * done, at most `max` in all and half of that for one token (so that one
- * app cannot shut the others out). Beyond either, the request is answered
- * 503 `busy` at once, before more of its body is read.
+ * The bytes of app updates held at once across the local API (DESIGN.md
+ * §9): a POSTed body holds what has arrived of it until its request is
+ * done, a y-websocket write its update until it is durable; at most `max`
+ * in all and half of that for one token (so that one app cannot shut the
+ * others out). Beyond either, the request is answered 503 `busy` at once
+ * (a WebSocket is closed 4503), before more of it is read.
  */
 export class BodyBudget {
   readonly #max: number;
@@ -33,7 +34,7 @@ export class BodyBudget {
         const more = bytes - held;
         if (this.#held + more > this.#max || (this.#byToken.get(tokenId) ?? 0) + more > this.#max / 2) {
           this.#refused++;
-          throw new HttpError(503, 'busy', `request bodies waiting to be handled exceed ${this.#max} bytes, or half of that for this token; retry`);
+          throw new HttpError(503, 'busy', `app updates not yet durable exceed ${this.#max} bytes, or half of that for this token; retry`);
         }
         add(more);
       },

@@ -9,6 +9,7 @@ import * as awarenessProtocol from 'y-protocols/awareness';
 import type { Docs } from '../sync/docs.js';
 import type { ApiGrant } from '../tokens/api-token.js';
 import type { AppConnections } from './app-connections.js';
+import type { BodyBudget } from './body-budget.js';
 import type { DocName } from '../types.js';
 import { RevokedError, StoreError } from '../errors.js';
 import { UpdateDecodeError } from '../yjs/parse.js';
@@ -48,6 +49,8 @@ export interface YjsEndpointOptions {
   readonly now: () => number;
   /** The bound on open app connections (maxAppConnections, and per token); the event streams share it. */
   readonly connections: AppConnections;
+  /** The bound on update bytes not yet durable, shared with POST /updates. */
+  readonly bodies: BodyBudget;
   /**
    * Bytes waiting unsent to one app (beyond its last sync step 2, which may
    * be the whole document) before the node drops it as too slow; the config's
@@ -264,14 +267,21 @@ export class YjsEndpoint {
     const state = this.#inflight.get(ws) ?? { bytes: 0, last: Promise.resolve() };
     this.#inflight.set(ws, state);
     if (state.bytes > this.#o.maxUpdateBytes) await state.last;
+    // Writes not yet durable hold their bytes in the node's budget for update bodies, as POSTed ones do (beyond it: 4503, retry).
+    const share = this.#o.bodies.open(grant.id);
+    share.grow(payload.byteLength);
     state.bytes += payload.byteLength;
+    const settle = () => {
+      state.bytes -= payload.byteLength;
+      share.release();
+    };
     const written = this.#o.docs.write(doc, payload, ws).then(
       ({ refused }) => {
-        state.bytes -= payload.byteLength;
+        settle();
         if (refused.length) closeSocket(ws, WsClose.refused, `refused ${refused.length} part(s) (${refused[0]!.reason}); reload`);
       },
       (err: unknown) => {
-        state.bytes -= payload.byteLength;
+        settle();
         this.#refuse(ws, err, 'y-websocket write failed');
       },
     );

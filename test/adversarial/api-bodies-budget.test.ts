@@ -10,7 +10,8 @@ import { request, type ClientRequest } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { testNode, type TestNode } from '../helpers/cluster.js';
 import { appDoc } from '../helpers/docs.js';
-import { http } from '../helpers/api.js';
+import WebSocket from 'ws';
+import { http, syncMessage } from '../helpers/api.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const MAX_UPDATE = 65_536;
@@ -68,6 +69,23 @@ describe('update bodies held at once are bounded', () => {
     expect((await post(node, other, 'notes/x', appDoc().edit((d) => d.getText('t').insert(0, 'x')))).status).toBe(200);
     for (const req of [...announced, ...held]) req.destroy();
     await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 0, { what: 'all given back' });
+  });
+
+  it('a y-websocket write counts in the same budget: beyond it the socket is closed 4503 (retry) and nothing is written', async () => {
+    const node = await testNode('n', { maxUpdateBytes: MAX_UPDATE });
+    const [one, two, app] = await Promise.all([node.token(['write:**']), node.token(['write:**']), node.token(['write:**', 'read:**'])]);
+    const held = [heldPost(node, one, 'held/0', MAX_UPDATE - 1, MAX_UPDATE), heldPost(node, one, 'held/1', MAX_UPDATE - 1, MAX_UPDATE), heldPost(node, two, 'held/2', MAX_UPDATE - 1, MAX_UPDATE), heldPost(node, two, 'held/3', MAX_UPDATE - 1, MAX_UPDATE)];
+    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 4 * (MAX_UPDATE - 1), { what: 'the four bodies hold the budget' });
+    const ws = new WebSocket(`ws://127.0.0.1:${portOf(node)}/v1/yjs/ws/x?token=${app}`);
+    onTestFinished(() => ws.terminate());
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(syncMessage(2, appDoc().edit((d) => d.getText('t').insert(0, 'typed'))));
+    expect(await closed).toBe(4503);
+    expect(await metric(node, 'tessera_api_bodies_refused_total')).toBe(1);
+    for (const req of held) req.destroy();
+    await waitUntil(async () => (await metric(node, 'tessera_api_body_bytes')) === 0, { what: 'all given back' });
+    expect(node.daemon.docs.has('ws/x' as never)).toBe(false);
   });
 
   it('concurrent verifications share one pass over the store', async () => {
