@@ -28,8 +28,9 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
   const keep: ParsedStruct[] = [];
   const cache = new Map<string, Held | null>();
   for (const s of parsed.structs) {
-    if (s.kind === 10) continue;
-    const entries = live.overlap.find(s.client, s.clock, s.clock + s.length);
+    if (s.kind === StructKind.skip) continue;
+    // A GC or deleted run claims nothing and matches anything: no carrier need be read (its length may claim 2^40 clocks).
+    const entries = claimsNothing(s) ? [] : live.overlap.find(s.client, s.clock, s.clock + s.length);
     if (!entries.length) {
       keep.push(s);
       continue;
@@ -79,8 +80,8 @@ async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Ui
         const hs = list[i]!;
         c = Math.max(c, hs.clock);
         const stop = Math.min(until, hs.clock + hs.length);
-        // GC and deleted runs claim nothing and match anything: their length is only a number, which may be 2^40.
-        if (claimsNothing(s) || claimsNothing(hs)) {
+        // A held GC or deleted run claims nothing and matches anything: its length is only a number, which may be 2^40.
+        if (claimsNothing(hs)) {
           c = stop;
           continue;
         }
