@@ -6,7 +6,7 @@ import type { LiveDoc } from './live-doc.js';
 import { mergeBounded } from './new-part.js';
 import { encodeSnapshot } from './doc-records.js';
 
-/** A loaded document's state as a whole: the snapshot it leaves in the store, and the digest peers compare. */
+// A loaded document's state as a whole: the snapshot it leaves in the store, and the digest peers compare.
 
 /** Writes the document's snapshot (its state and the vector it covers), unless nothing changed since the last one. */
 export async function writeSnapshot(store: Store, live: LiveDoc): Promise<void> {

@@ -190,11 +190,6 @@ export class LocalWrites {
     if (ops.length) live.deferredUnsure = false;
   }
 
-  /**
-   * Signs, stores and applies one local change. A change that carries more
-   * client ranges than fit one envelope token is split into several
-   * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
-   */
   /** Whether any of the next `count` envelopes of this node's feed would be beyond its own cutoff (DESIGN.md §10). */
   #beyondOwnCutoff(live: LiveDoc, count: number): boolean {
     const feed = this.#ctx.ownFeed;
@@ -203,6 +198,11 @@ export class LocalWrites {
     return false;
   }
 
+  /**
+   * Signs, stores and applies one local change. A change that carries more
+   * client ranges than fit one envelope token is split into several
+   * envelopes (consecutive seqs, one atomic batch); deletions go in the last.
+   */
   async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = [], author?: object): Promise<void> {
     const ownFeed = this.#ctx.ownFeed;
     const parts = splitByClients(update, parsed);

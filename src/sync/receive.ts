@@ -223,7 +223,7 @@ export class Receiver {
       const h = queue.shift()!;
       const feed = feedKey(h.claims.iss, h.claims.feed);
       const have = vector[feed] ?? 0;
-      if (h.claims.seq > have && this.#o.policy.trust.treatment(h.claims.iss, live.name, feed, h.claims.seq) === 'drop') {
+      if (h.claims.seq > have && this.#ctx.treatment({ doc: live.name, feed, seq: h.claims.seq }) === 'drop') {
         // Kept apart as the first version seen, like any stored envelope: a different one for the same seq is a conflict, never a replacement.
         const key = envelopeKey(live.name, feed, h.claims.seq);
         const prior = dropped.find((e) => e.feed === feed && e.seq === h.claims.seq)?.token ?? (await this.#droppedToken(key));

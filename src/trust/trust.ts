@@ -24,17 +24,6 @@ const revocationKey = (token: string): string => sha256(token).slice(0, 32);
 const LOCAL = 'local\u0000';
 
 /**
- * What this node trusts beyond its peers file: grants signed by the
- * authorities it lists (DESIGN.md §10) and revocations, from its peers file
- * and from those authorities. Grants and revocations are stored raw (a relay
- * passes them on whether or not it trusts their authority), in pools of
- * their own: those that verify against a trusted authority, never displaced
- * or blocked by the others, and those this node cannot verify, kept within
- * small caps (see GrantPool and RevocationPool). One claiming a trusted
- * authority that does not verify is a forgery and is not kept. Everything is
- * sorted again whenever the authorities change.
- */
-/**
  * What one source (a peer's session) may still make this node verify: a
  * token that claims a trusted authority costs a signature check, and one
  * that then fails is a forgery by someone. Once a source has passed on too
@@ -45,6 +34,17 @@ export interface VerifyBudget {
   forged(): void;
 }
 
+/**
+ * What this node trusts beyond its peers file: grants signed by the
+ * authorities it lists (DESIGN.md §10) and revocations, from its peers file
+ * and from those authorities. Grants and revocations are stored raw (a relay
+ * passes them on whether or not it trusts their authority), in pools of
+ * their own: those that verify against a trusted authority, never displaced
+ * or blocked by the others, and those this node cannot verify, kept within
+ * small caps (see GrantPool and RevocationPool). One claiming a trusted
+ * authority that does not verify is a forgery and is not kept. Everything is
+ * sorted again whenever the authorities change.
+ */
 export class Trust extends EventEmitter<{ revocations: []; grants: [subjects: ReadonlySet<NodeId>] }> {
   readonly #store: Store;
   readonly #peers: () => PeersConfig;
