@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DocName, FeedKey } from '../types.js';
-import { Space, json, type StoreOp } from '../store/store.js';
+import { CorruptRecordError, Space, json, type StoreOp } from '../store/store.js';
 import { encodeEnvelopeValue, envelopeKey, readFeed } from '../store/records.js';
 import type { LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
@@ -35,10 +35,17 @@ export class Rebuilder {
     for await (const [key] of this.#o.store.entries(Space.dropped)) withDropped.add(key.split('\u0000')[0] as DocName);
     const rebuilt: DocName[] = [];
     for (const doc of this.#docs.names()) {
-      const vector = await this.#docs.vector(doc);
-      const touched = withDropped.has(doc) || Object.keys(vector).some((f) => origins.has(feedOrigin(f as FeedKey)));
-      if (!touched) continue;
-      await this.#docs.withLive(doc, (live) => this.#rederive(live));
+      try {
+        const vector = await this.#docs.vector(doc);
+        const touched = withDropped.has(doc) || Object.keys(vector).some((f) => origins.has(feedOrigin(f as FeedKey)));
+        if (!touched) continue;
+        await this.#docs.withLive(doc, (live) => this.#rederive(live));
+      } catch (err) {
+        // One document with a damaged record (it cannot be loaded anyway) must not stop the others, or every start that resumes this rebuild.
+        if (!(err instanceof CorruptRecordError)) throw err;
+        this.#log.error({ err, doc }, 'document left out of the rebuild: a record of it is damaged in the store');
+        continue;
+      }
       rebuilt.push(doc);
       this.#ctx.events.emit('rebuilt', doc);
     }
@@ -69,10 +76,11 @@ export class Rebuilder {
       if (cut !== undefined) vector[feed] = cut;
       if (vector[feed] === 0) delete vector[feed];
     }
+    const droppedNow = new Set(ops.filter((o) => o.type === 'put').map((o) => o.key));
     for await (const [key, value] of store.entries(Space.dropped, live.name + '\u0000')) {
       const [, feed, seqHex] = key.split('\u0000') as [string, FeedKey, string];
       const seq = parseInt(seqHex, 16);
-      if (ops.some((o) => o.type === 'put' && o.space === Space.dropped && o.key === key)) continue;
+      if (droppedNow.has(key)) continue;
       if (seq !== (vector[feed] ?? 0) + 1 || this.#ctx.treatment({ doc: live.name, feed, seq }) === 'drop') continue;
       ops.push({ type: 'del', space: Space.dropped, key });
       ops.push({ type: 'put', space: Space.envelope, key, value });

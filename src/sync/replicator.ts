@@ -179,7 +179,10 @@ export class Replicator {
   async #wantAgain(docs: readonly DocName[]): Promise<void> {
     if (this.#stopped) return;
     const want: Record<string, Vector> = {};
-    for (const doc of docs) if (this.#o.policy.mayExchange(this.#peer, doc)) want[doc] = this.#refused.counted(doc, await this.#o.docs.vector(doc));
+    for (const doc of docs) {
+      const ours = this.#o.policy.mayExchange(this.#peer, doc) ? await this.#vectorOf(doc) : undefined;
+      if (ours) want[doc] = this.#refused.counted(doc, ours);
+    }
     if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
   }
 
@@ -201,7 +204,7 @@ export class Replicator {
   /** Envelopes this node holds that the peer is not known to hold, over the documents it wanted. */
   async lag(): Promise<number> {
     let n = 0;
-    for (const [doc, theirs] of this.#peerVectors) n += lag(await this.#o.docs.vector(doc), theirs);
+    for (const [doc, theirs] of this.#peerVectors) n += lag((await this.#vectorOf(doc)) ?? theirs, theirs);
     return n;
   }
 
@@ -266,6 +269,11 @@ export class Replicator {
       this.#corrupt.add(doc);
       return undefined;
     }
+  }
+
+  /** A document's vector, or undefined when a record of it is damaged. */
+  #vectorOf(doc: DocName): Promise<Vector | undefined> {
+    return this.#unlessCorrupt(doc, () => this.#o.docs.vector(doc));
   }
 
   /** Documents already logged as left out for a damaged record, in this session. */
@@ -375,7 +383,7 @@ export class Replicator {
       if (!this.#o.policy.mayRead(this.#peer, doc) || !this.#o.docs.has(doc)) continue;
       // A want withdraws the peer's earlier refusals for this document.
       this.#declined.withdraw(doc);
-      const ours = await this.#unlessCorrupt(doc, () => this.#o.docs.vector(doc));
+      const ours = await this.#vectorOf(doc);
       if (!ours) continue;
       this.#peerVectors.set(doc, { ...theirs });
       for (const [feed, seq] of Object.entries(ours)) {
@@ -430,8 +438,11 @@ export class Replicator {
     if (notWanted.length) this.#send({ type: 'notWanted', items: dedupe(notWanted) });
     if (out.rewant.size) {
       const want: Record<string, Vector> = {};
-      for (const doc of out.rewant) want[doc] = this.#refused.counted(doc, await this.#o.docs.vector(doc));
-      this.#send({ type: 'want', docs: want });
+      for (const doc of out.rewant) {
+        const ours = await this.#vectorOf(doc);
+        if (ours) want[doc] = this.#refused.counted(doc, ours);
+      }
+      if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
     }
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
   }

@@ -13,7 +13,9 @@ import { STORE_DIR } from '../../src/init.js';
 import { Space, type Store } from '../../src/store/store.js';
 import { readFeed } from '../../src/store/records.js';
 import type { DocName, FeedKey, NodeId } from '../../src/types.js';
-import { linkPair, testNode, type TestNode } from '../helpers/cluster.js';
+import { linkPair, setPeers, testNode, type TestNode } from '../helpers/cluster.js';
+import { authority, revocationOf, writeGrants } from '../helpers/authority.js';
+import { randomId } from '../helpers/junk.js';
 import { waitUntil } from '../helpers/wait.js';
 import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { withStore } from '../helpers/node.js';
@@ -113,6 +115,25 @@ describe('a damaged record and replication', () => {
     expect(node.lines.some((l) => l.msg === 'sync message handling failed')).toBe(false);
     expect(node.lines.some((l) => String(l.msg).startsWith('document left out of replication') || String(l.msg).startsWith('envelopes not taken in'))).toBe(true);
     expect(node.daemon.peerManager.session(peer.id as NodeId)?.closed).toBe(false);
+  });
+});
+
+describe('a damaged record and a rebuild', () => {
+  it('the rebuild after a revocation goes on past the damaged document, and the next start serves', async () => {
+    const { dir } = await stoppedNode();
+    await withStore(dir, put(Space.vector, DOC, 'null'));
+    const admin = await authority();
+    const node = await testNode('c', {}, dir);
+    await setPeers(node, [], [admin.entry]);
+    // A revocation binding here: every document is looked at.
+    await writeGrants(node, [], [await revocationOf(admin, { id: randomId() })]);
+    await waitUntil(() => node.lines.some((l) => String(l.msg).startsWith('document left out of the rebuild')), { what: 'the rebuild passed over c/doc' });
+    expect(node.lines.some((l) => String(l.msg).startsWith('applying a revocation change failed'))).toBe(false);
+    await node.daemon.stop();
+    // Whether or not the rebuild had finished, the next start (which resumes an unfinished one) serves.
+    const again = await testNode('c', {}, dir);
+    expect((await getDoc(again, 'c/other')).body).toEqual({ m: { ok: true } });
+    expect((await getDoc(again, DOC)).status).toBe(503);
   });
 });
 
