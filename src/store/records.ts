@@ -33,14 +33,10 @@ export function encodeEnvelopeValue(token: string, update: Uint8Array): Uint8Arr
   return out;
 }
 
-/**
- * Never throws: a value too short for its own length prefix (truncated on
- * disk) reads as an empty token, which no check accepts, so that `verify`
- * reports it with the rest rather than stopping at it.
- */
-export function decodeEnvelopeValue(value: Uint8Array): { token: string; update: Uint8Array } {
+/** A stored envelope value (or snapshot); a value too short for its own length prefix (truncated on disk) is a CorruptRecordError naming `record`. */
+export function decodeEnvelopeValue(value: Uint8Array, record?: { readonly space: Space; readonly key: string }): { token: string; update: Uint8Array } {
   const len = value.byteLength < 4 ? Infinity : new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0);
-  if (4 + len > value.byteLength) return { token: '', update: value.subarray(Math.min(4, value.byteLength)) };
+  if (4 + len > value.byteLength) throw new CorruptRecordError('shorter than its own length prefix', record);
   return { token: Buffer.from(value.subarray(4, 4 + len)).toString('utf8'), update: value.subarray(4 + len) };
 }
 
@@ -75,17 +71,19 @@ export function checkVector(v: unknown, doc: string): Vector {
 
 export async function readEnvelope(store: StoreReader, doc: DocName, feed: FeedKey, seq: number): Promise<StoredEnvelope | undefined> {
   const v = await store.get(Space.envelope, envelopeKey(doc, feed, seq));
-  return v === undefined ? undefined : { doc, feed, seq, ...decodeEnvelopeValue(v) };
+  return v === undefined ? undefined : { doc, feed, seq, ...decodeEnvelopeValue(v, { space: Space.envelope, key: envelopeKey(doc, feed, seq) }) };
 }
 
-/** A feed's envelopes for a doc in seq order, starting after `afterSeq`. */
+/** A feed's envelopes for a doc in seq order, starting after `afterSeq`; a damaged one is a CorruptRecordError. */
 export async function* readFeed(store: StoreReader, doc: DocName, feed: FeedKey, afterSeq = 0, limit?: number): AsyncGenerator<StoredEnvelope> {
+  for await (const { seq, key, value } of feedRecords(store, doc, feed, afterSeq, limit)) yield { doc, feed, seq, ...decodeEnvelopeValue(value, { space: Space.envelope, key }) };
+}
+
+/** A feed's stored envelope records for a doc in seq order, undecoded (for `verify`, which lists a damaged one and goes on). */
+export async function* feedRecords(store: StoreReader, doc: DocName, feed: FeedKey, afterSeq = 0, limit?: number): AsyncGenerator<{ seq: number; key: string; value: Uint8Array }> {
   const prefix = doc + SEP + feed + SEP;
   const opts = afterSeq > 0 ? { after: prefix + seqKey(afterSeq), ...(limit ? { limit } : {}) } : limit ? { limit } : {};
-  for await (const [key, value] of store.entries(Space.envelope, prefix, opts)) {
-    const seq = parseInt(key.slice(prefix.length), 16);
-    yield { doc, feed, seq, ...decodeEnvelopeValue(value) };
-  }
+  for await (const [key, value] of store.entries(Space.envelope, prefix, opts)) yield { seq: parseInt(key.slice(prefix.length), 16), key, value };
 }
 
 /** Every document that has a vector, in name order. */

@@ -79,6 +79,6 @@ export function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
 
 /** A stored snapshot; throws if it is not one (its vector is checked like a stored vector). */
 export function decodeSnapshot(bytes: Uint8Array, doc: string): { vector: Vector; state: Uint8Array } {
-  const { token, update } = decodeEnvelopeValue(bytes);
+  const { token, update } = decodeEnvelopeValue(bytes, { space: Space.snapshot, key: doc });
   return { vector: checkVector(JSON.parse(token), doc), state: update };
 }

@@ -171,7 +171,7 @@ export class LoadedDocs {
     await this.#parking.settle(live);
     const deferred = await store.getJson<[number, [number, number][]][]>(Space.parked, `deferred\u0000${doc}`);
     if (deferred) live.deferredDeletes = new Map(deferred);
-    for await (const [, value] of store.entries(Space.dropped, doc + '\u0000')) this.#ctx.noteDropped(live, decodeEnvelopeValue(value));
+    for await (const [key, value] of store.entries(Space.dropped, doc + '\u0000')) this.#ctx.noteDropped(live, decodeEnvelopeValue(value, { space: Space.dropped, key }));
     this.#ctx.alarmBlocked(live, undefined);
     // A long replay is worth a snapshot (written at the next one due, or when unloaded).
     live.sinceSnapshot = replayed;

@@ -157,7 +157,7 @@ export class Receiver {
 
   async #droppedToken(key: string): Promise<string | undefined> {
     const value = await this.#o.store.get(Space.dropped, key);
-    return value && decodeEnvelopeValue(value).token;
+    return value && decodeEnvelopeValue(value, { space: Space.dropped, key }).token;
   }
 
   async #accept(live: LiveDoc, from: NodeId, envs: HeldEnvelope[], out: ReceiveOutcome): Promise<void> {

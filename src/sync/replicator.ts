@@ -479,11 +479,19 @@ export class Replicator {
           const room = FRAME_MAX_ITEMS - items.length;
           const from = task.after;
           let last = from;
-          for await (const env of readFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
-            items.push(env);
-            bytes += env.token.length + env.update.byteLength;
-            last = env.seq;
-            if (bytes >= FRAME_TARGET) break;
+          try {
+            for await (const env of readFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
+              items.push(env);
+              bytes += env.token.length + env.update.byteLength;
+              last = env.seq;
+              if (bytes >= FRAME_TARGET) break;
+            }
+          } catch (err) {
+            // A damaged envelope is not sent (the peer would count it as forged); the rest of that feed waits for another peer to bring it.
+            if (!(err instanceof CorruptRecordError)) throw err;
+            this.#log.error({ err, doc: task.doc, feed: task.feed }, 'a stored envelope is damaged: the rest of its feed is not sent to this peer');
+            this.#endRange(task);
+            continue;
           }
           // A want merged in meanwhile from a lower start: the task goes on from there.
           if (task.after < from) continue;

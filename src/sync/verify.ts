@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { importPublicJwk } from '../identity/keys.js';
 import type { DocName, FeedKey, NodeId, PublicJwk } from '../types.js';
 import { CorruptRecordError, Space, type StoreReader } from '../store/store.js';
-import { readFeed, readVector, type Vector } from '../store/records.js';
+import { decodeEnvelopeValue, feedRecords, readVector, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges } from '../yjs/parse.js';
 import { readEnvelopeClaims, verifyEnvelope } from './envelope.js';
 import { feedOrigin } from './overlap.js';
@@ -57,12 +57,19 @@ export async function verifyStore(store: StoreReader, knownKeys: (origin: NodeId
       const origin = feedOrigin(feed);
       const key = await keyFor(origin);
       let expected = 1;
-      for await (const env of readFeed(store, doc, feed)) {
+      for await (const { seq, key: recordKey, value } of feedRecords(store, doc, feed)) {
         envelopes++;
-        if (env.seq !== expected) problems.push({ doc, feed, seq: expected, problem: `missing envelopes ${expected}..${env.seq - 1}` });
-        expected = env.seq + 1;
-        const p = checkOne(doc, feed, env.seq, env.token, env.update, key);
-        if (p) problems.push({ doc, feed, seq: env.seq, problem: p });
+        if (seq !== expected) problems.push({ doc, feed, seq: expected, problem: `missing envelopes ${expected}..${seq - 1}` });
+        expected = seq + 1;
+        let p: string | undefined;
+        try {
+          const { token, update } = decodeEnvelopeValue(value, { space: Space.envelope, key: recordKey });
+          p = checkOne(doc, feed, seq, token, update, key);
+        } catch (err) {
+          if (!(err instanceof CorruptRecordError)) throw err;
+          p = err.message;
+        }
+        if (p) problems.push({ doc, feed, seq, problem: p });
       }
       if (expected - 1 < top) problems.push({ doc, feed, seq: expected, problem: `vector counts ${top} but envelopes stop at ${expected - 1}` });
       if (expected - 1 > top) problems.push({ doc, feed, seq: top + 1, problem: `envelopes beyond the vector (${top})` });

@@ -148,6 +148,21 @@ describe('a damaged envelope record', () => {
     expect(report.envelopes).toBe(4);
     expect(report.problems).toEqual([{ doc: DOC, feed, seq: 2, problem: expect.any(String) }]);
   });
+
+  it('an emptied value: the document is refused (503), not served without it, and a peer is sent what comes before it, never it', async () => {
+    const { dir, feed } = await stoppedNode();
+    const key = `${DOC}\u0000${feed}\u0000${(2).toString(16).padStart(12, '0')}`;
+    await withStore(dir, put(Space.envelope, key, new Uint8Array(0)));
+    const node = await testNode('c', {}, dir);
+    expect((await getDoc(node, DOC)).status).toBe(503);
+    const peer = await testNode('p');
+    await linkPair(node, peer);
+    await waitUntil(async () => (await getDoc(peer, 'c/other')).status === 200, { what: 'the peer has c/other' });
+    await waitUntil(() => node.lines.some((l) => String(l.msg).startsWith('a stored envelope is damaged')), { what: 'the node passed over the damaged envelope' });
+    expect(await peer.daemon.docs.vector(DOC)).toEqual({ [feed]: 1 });
+    expect(peer.lines.some((l) => l.msg === 'envelope refused' && l.reason === 'forgery')).toBe(false);
+    expect(node.daemon.peerManager.session(peer.id as NodeId)?.closed).toBe(false);
+  });
 });
 
 describe('a damaged record of the node itself', () => {
