@@ -37,9 +37,8 @@ export function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { upda
     ranges += n;
   }
   groups.push(current);
-  const deletes = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
   return groups.map((g, i) => {
-    const part = buildUpdate(update, g, i === groups.length - 1 ? deletes : new Map());
+    const part = buildUpdate(update, g, i === groups.length - 1 ? parsed.deletes : new Map());
     return { update: part, parsed: parseUpdate(part) };
   });
 }

@@ -40,8 +40,7 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
     else refused.push({ client: s.client, from: s.clock, to: s.clock + s.length, reason: 'equivocation', origins: [origin, other] });
   }
   if (!refused.length) return { update, refused };
-  const deletes = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
-  return { update: buildUpdate(update, keep, deletes), refused };
+  return { update: buildUpdate(update, keep, parsed.deletes), refused };
 }
 
 /**

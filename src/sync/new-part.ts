@@ -209,6 +209,5 @@ function inYjsOrder(update: Uint8Array): Uint8Array {
   const parsed = parseUpdate(update);
   if (parsed.structs.every((s, i) => i === 0 || s.client <= parsed.structs[i - 1]!.client)) return update;
   const structs = [...parsed.structs].sort((a, b) => b.client - a.client || a.clock - b.clock);
-  const deletes: DeleteRanges = new Map([...parsed.deletes].map(([c, r]) => [c, r.map(([a, b]) => [a, b] as [number, number])]));
-  return buildUpdate(update, structs, deletes);
+  return buildUpdate(update, structs, parsed.deletes);
 }

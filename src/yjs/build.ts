@@ -4,12 +4,14 @@ import { firstEndingAfter } from './ranges.js';
 
 /** client → sorted, non-overlapping [clock, len] ranges. */
 export type DeleteRanges = Map<number, [number, number][]>;
+/** The same, only read (a parsed update's deletes, passed on as they are). */
+export type ReadonlyDeleteRanges = ReadonlyMap<number, readonly (readonly [number, number])[]>;
 
 /**
  * Builds a V1 update from whole structs cut out of `source` (gaps between
  * kept structs of one client become Skip structs) and a delete set.
  */
-export function buildUpdate(source: Uint8Array, structs: readonly ParsedStruct[], deletes: DeleteRanges): Uint8Array {
+export function buildUpdate(source: Uint8Array, structs: readonly ParsedStruct[], deletes: ReadonlyDeleteRanges): Uint8Array {
   const e = encoding.createEncoder();
   const byClient = new Map<number, ParsedStruct[]>();
   for (const s of structs) {
@@ -40,7 +42,7 @@ export function buildUpdate(source: Uint8Array, structs: readonly ParsedStruct[]
   return encoding.toUint8Array(e);
 }
 
-export function writeDeleteSet(e: encoding.Encoder, deletes: DeleteRanges): void {
+export function writeDeleteSet(e: encoding.Encoder, deletes: ReadonlyDeleteRanges): void {
   const clients = [...deletes].filter(([, r]) => r.length > 0);
   encoding.writeVarUint(e, clients.length);
   for (const [client, ranges] of clients) {
