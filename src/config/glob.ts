@@ -20,18 +20,6 @@ export function globProblem(glob: string): string | undefined {
   return undefined;
 }
 
-const cache = new Map<string, readonly string[]>();
-
-function segments(glob: string): readonly string[] {
-  let segs = cache.get(glob);
-  if (!segs) {
-    segs = glob.split('/');
-    if (cache.size > 10_000) cache.clear();
-    cache.set(glob, segs);
-  }
-  return segs;
-}
-
 /**
  * Matches segment by segment, in time proportional to the glob's segments
  * times the name's (a regular expression backtracks exponentially on globs
@@ -43,7 +31,7 @@ export function globMatches(glob: string, doc: DocName | string): boolean {
   let reach: boolean[] = names.map(() => false);
   reach.push(false);
   reach[0] = true;
-  for (const seg of segments(glob)) {
+  for (const seg of glob.split('/')) {
     const next: boolean[] = new Array<boolean>(names.length + 1).fill(false);
     let before = false;
     for (let j = 0; j < names.length; j++) {

@@ -99,11 +99,11 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     return this.#reloading;
   }
 
-  #want(file: string): void {
+  #want(file: string, wanted = this.#wanted): void {
     const dir = dirname(file);
-    const names = this.#wanted.get(dir) ?? new Set<string>();
+    const names = wanted.get(dir) ?? new Set<string>();
     names.add(basename(file));
-    this.#wanted.set(dir, names);
+    wanted.set(dir, names);
   }
 
   /** Watches every wanted folder not watched yet; one that cannot be watched (not there yet, or gone) is tried again each second. */
@@ -187,15 +187,15 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
 
   /** A config file that is a symlink: also watch the folder of what it points to, as it is now. */
   async #followLinks(): Promise<void> {
+    // Built aside and put in force whole: a re-arm while a realpath is awaited must not see half of it.
     const wanted = new Map<string, Set<string>>();
-    const prev = this.#wanted;
-    this.#wanted = wanted;
     for (const file of this.#files()) {
-      this.#want(file);
+      this.#want(file, wanted);
       const real = await realpath(file).catch(() => undefined);
-      if (real !== undefined && real !== file) this.#want(real);
+      if (real !== undefined && real !== file) this.#want(real, wanted);
     }
-    if (!this.#started) return void (this.#wanted = prev);
+    if (!this.#started) return;
+    this.#wanted = wanted;
     this.#arm();
   }
 
