@@ -7,7 +7,7 @@ import type { HostPort } from '../util/address.js';
 import { docNameProblem } from '../config/names.js';
 import type { DocName } from '../types.js';
 import { HttpError, sendError } from './http.js';
-import { StoreError } from '../errors.js';
+import { RevokedError, StoreError } from '../errors.js';
 import { hostAllowed, originAllowed } from './host-check.js';
 
 /** What a route handler gets: the request, its verified token and the doc it names, if any. */
@@ -163,7 +163,8 @@ export class ApiServer {
 
   #fail(res: ServerResponse, err: unknown): void {
     if (err instanceof HttpError) return sendError(res, err);
-    // Any route: the store failing under a read (a document loading) is a 503 to retry, as it is for writes.
+    if (err instanceof RevokedError) return sendError(res, new HttpError(403, 'revoked', err.message));
+    // Any route: the store failing under a read (a document loading) or a write is a 503 to retry.
     if (err instanceof StoreError) {
       this.#log.warn({ err }, 'API request failed on the store');
       return sendError(res, new HttpError(503, 'store_unavailable', 'storage is not available; retry later'));

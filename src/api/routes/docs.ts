@@ -4,7 +4,6 @@ import { HttpError, readBody, sendBytes, sendJson } from '../http.js';
 import type { Docs } from '../../sync/docs.js';
 import type { Store } from '../../store/store.js';
 import { readFeed } from '../../store/records.js';
-import { RevokedError, StoreError } from '../../errors.js';
 import { UpdateDecodeError, normalizeRanges } from '../../yjs/parse.js';
 import { readEnvelopeClaims } from '../../sync/envelope.js';
 import { feedOrigin } from '../../sync/overlap.js';
@@ -78,8 +77,6 @@ export function docRoutes(deps: DocRoutesDeps): Route[] {
           sendJson(ctx.res, 200, { vector });
         } catch (err) {
           if (err instanceof UpdateDecodeError) throw new HttpError(400, 'bad_update', err.message);
-          if (err instanceof StoreError) throw new HttpError(503, 'store_unavailable', 'storage is not writable; retry later');
-          if (err instanceof RevokedError) throw new HttpError(403, 'revoked', err.message);
           throw err;
         } finally {
           share.release();
