@@ -10,7 +10,7 @@ import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
 import { feedOrigin } from './overlap.js';
 import { Declined, Refusals } from './refusals.js';
-import type { VerifyBudget } from '../trust/trust.js';
+import { VerifyBudget } from '../trust/trust.js';
 
 export interface ReplicatorOptions {
   readonly session: Session;
@@ -118,15 +118,9 @@ export class Replicator {
     if (revocations.length) await trust.addRevocations(revocations, { budget: this.#verifyBudget });
   }
 
-  #forgedTokens = 0;
-  readonly #verifyBudget: VerifyBudget = ((r: Replicator): VerifyBudget => ({
-    get exhausted() {
-      return r.#forgedTokens >= MAX_FORGED_TOKENS;
-    },
-    forged() {
-      if (++r.#forgedTokens === MAX_FORGED_TOKENS) r.#log.warn({ forged: MAX_FORGED_TOKENS }, 'peer passed on too many grants or revocations that do not verify; the rest of its tokens that need a check are ignored this session');
-    },
-  }))(this);
+  readonly #verifyBudget = new VerifyBudget(MAX_FORGED_TOKENS, () =>
+    this.#log.warn({ forged: MAX_FORGED_TOKENS }, 'peer passed on too many grants or revocations that do not verify; the rest of its tokens that need a check are ignored this session'),
+  );
 
   /** Sends grants and revocations inside the session (a refreshed grant, a new revocation), in messages within the protocol's limits. */
   sendGrants(grants: readonly string[], revocations: readonly string[]): void {

@@ -26,12 +26,27 @@ const LOCAL = 'local\u0000';
 /**
  * What one source (a peer's session) may still make this node verify: a
  * token that claims a trusted authority costs a signature check, and one
- * that then fails is a forgery by someone. Once a source has passed on too
- * many, its tokens that would need a check are ignored.
+ * that then fails is a forgery by someone. Once a source has passed on
+ * `limit` of them, its tokens that would need a check are ignored;
+ * `onExhausted` is told once.
  */
-export interface VerifyBudget {
-  readonly exhausted: boolean;
-  forged(): void;
+export class VerifyBudget {
+  readonly #limit: number;
+  readonly #onExhausted: () => void;
+  #forged = 0;
+
+  constructor(limit: number, onExhausted: () => void) {
+    this.#limit = limit;
+    this.#onExhausted = onExhausted;
+  }
+
+  get exhausted(): boolean {
+    return this.#forged >= this.#limit;
+  }
+
+  forged(): void {
+    if (++this.#forged === this.#limit) this.#onExhausted();
+  }
 }
 
 /**
