@@ -287,8 +287,9 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
         clearTimeout(timer);
         void (async () => {
           if (grantKey) {
-            session.grant = await this.#opts.trust.admission(session.peer, grantKey.x, grants.grants);
-            if (!session.grant) return session.close(Close.grantRequired, 'no valid grant from a trusted authority for this key');
+            const grant = await this.#opts.trust.admission(session.peer, grantKey.x, grants.grants);
+            if (!grant) return session.close(Close.grantRequired, 'no valid grant from a trusted authority for this key');
+            session.admitBy(grant);
             session.send(own.first());
           }
           this.#pending.delete(session);
@@ -340,28 +341,20 @@ export class PeerManager extends EventEmitter<PeerManagerEvents> {
   }
 
   /**
-   * A session admitted by grant ends when the grant expires, unless the peer
-   * sends a refreshed one inside the session first.
+   * A session admitted by grant ends when the grant expires (the session
+   * keeps that time), unless the peer sends a refreshed one inside the
+   * session first.
    */
   #watchGrant(session: Session): void {
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => session.close(Close.grantRequired, 'grant expired'), Math.min(Math.max(0, session.grant!.exp * 1000 - this.#opts.now()), 2 ** 31 - 1));
-    };
-    arm();
-    // The timer is a backstop: the session itself checks the grant's expiry by the clock on every frame.
     session.on('message', (m) => {
       if (m.type !== 'grants' || !m.grants.length) return;
       void this.#opts.trust.admission(session.peer, session.grant!.key.x, m.grants).then((g) => {
         if (g && g.exp > session.grant!.exp) {
           session.regrant(g);
-          arm();
           this.#log.info({ peer: session.peer, expiresAt: new Date(g.exp * 1000).toISOString() }, 'peer refreshed its grant');
         }
       });
     });
-    session.once('close', () => clearTimeout(timer));
   }
 
   /**

@@ -62,8 +62,10 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly establishedAt: number;
   /** The peer's first grants message (its grants and the revocations it knows). */
   peerGrants: GrantsMessage | undefined;
-  /** Set when the peer was admitted by a grant rather than a peers-file entry (replaced with `regrant`). */
+  /** Set when the peer was admitted by a grant rather than a peers-file entry (`admitBy`, then `regrant`). */
   grant: Grant | undefined;
+  /** Closes the session when its grant expires (a backstop: every frame checks the clock too). */
+  #grantExpiry: NodeJS.Timeout | undefined;
   readonly #ws: WebSocket;
   readonly #seal: FrameCipher;
   readonly #open: FrameCipher;
@@ -265,9 +267,17 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#ws.ping();
   }
 
+  /** The peer was admitted by this grant: the session ends when it expires, unless the peer refreshes it first. */
+  admitBy(grant: Grant): void {
+    this.grant = grant;
+    clearTimeout(this.#grantExpiry);
+    if (this.#closed) return;
+    this.#grantExpiry = setTimeout(() => this.close(Close.grantRequired, 'grant expired'), Math.min(Math.max(0, grant.exp * 1000 - this.#opts.now()), 2 ** 31 - 1));
+  }
+
   /** The peer refreshed its grant in this session: its permissions and expiry are the new grant's from now on. */
   regrant(grant: Grant): void {
-    this.grant = grant;
+    this.admitBy(grant);
     this.emit('grant', grant);
   }
 
@@ -287,6 +297,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#expiry);
+    clearTimeout(this.#grantExpiry);
     clearTimeout(this.#paused);
     // A peer that never completes the close handshake must not hold the socket.
     setTimeout(() => this.#ws.terminate(), 2000).unref();
