@@ -54,11 +54,11 @@ export interface YjsEndpointOptions {
   /**
    * Bytes waiting unsent to one app (beyond its last sync step 2, which may
    * be the whole document) before the node drops it as too slow; the config's
-   * maxQueuedBytes. Default: four times maxUpdateBytes, at least 1 MiB.
+   * maxQueuedBytes.
    */
-  readonly maxQueuedBytes?: number;
+  readonly maxQueuedBytes: number;
   /** Every app is pinged this often; one that has not answered the last ping is cut (the config's heartbeatInterval). */
-  readonly heartbeatMs?: number;
+  readonly heartbeatMs: number;
 }
 
 /** The y-websocket route: the rest of the raw path is the document's name. */
@@ -83,10 +83,10 @@ export class YjsEndpoint {
 
   constructor(opts: YjsEndpointOptions) {
     this.#o = opts;
-    this.#maxBuffered = opts.maxQueuedBytes ?? Math.max(4 * opts.maxUpdateBytes, 1024 * 1024);
+    this.#maxBuffered = opts.maxQueuedBytes;
     this.#log = opts.log.child({ component: 'yjs-ws' });
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * opts.maxUpdateBytes + 64 * 1024 });
-    this.#heartbeat = setInterval(() => this.#sweep(), opts.heartbeatMs ?? 15_000).unref();
+    this.#heartbeat = setInterval(() => this.#sweep(), opts.heartbeatMs).unref();
   }
 
   readonly #heartbeat: NodeJS.Timeout;

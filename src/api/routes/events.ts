@@ -8,9 +8,9 @@ import { longTimeout } from '../../util/timers.js';
 import type { AppConnections } from '../app-connections.js';
 
 export interface EventsOptions {
-  /** Bytes of events left unsent to one client before its stream is cut (the config's maxQueuedBytes; default 1 MiB, an event is well under 1 KiB). */
-  readonly maxQueuedBytes?: number;
-  readonly log?: Logger;
+  /** Bytes of events left unsent to one client before its stream is cut (the config's maxQueuedBytes; an event is well under 1 KiB). */
+  readonly maxQueuedBytes: number;
+  readonly log: Logger;
   /** The bound on open app connections, shared with the WebSockets: beyond it, 503 before the stream starts. */
   readonly connections: AppConnections;
 }
@@ -22,7 +22,7 @@ export interface EventsOptions {
  * reading. It holds one of the app connection slots while it is open.
  */
 export function eventsRoute(docs: Docs, now: () => number, opts: EventsOptions): Route {
-  const maxQueued = opts.maxQueuedBytes ?? 1024 * 1024;
+  const maxQueued = opts.maxQueuedBytes;
   return {
     method: 'GET',
     docRoute: '/events',
@@ -38,7 +38,7 @@ export function eventsRoute(docs: Docs, now: () => number, opts: EventsOptions):
         if (now() >= grant.expiresAt) return void res.end();
         // A client that stops reading does not make the node hold every later change for it.
         if (res.writableLength > maxQueued) {
-          opts.log?.warn({ doc, queued: res.writableLength }, 'app too slow to read its event stream: dropped');
+          opts.log.warn({ doc, queued: res.writableLength }, 'app too slow to read its event stream: dropped');
           return void res.destroy();
         }
         res.write(text);
