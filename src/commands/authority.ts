@@ -5,7 +5,7 @@ import { thumbprint } from '../identity/keys.js';
 import { UsageError } from '../errors.js';
 import { parseJson } from '../config/node-config.js';
 import { globProblem } from '../config/glob.js';
-import { RevokedSchema, type Cutoff } from '../config/peers.js';
+import { EntryName, RevokedSchema, type Cutoff } from '../config/peers.js';
 import { issueGrant } from '../tokens/grant.js';
 import { issueRevocation } from '../tokens/revocation.js';
 import { parseDuration, DURATION_HINT } from '../util/duration.js';
@@ -14,7 +14,7 @@ import { type NodeId, type PublicJwk, B64U_32 } from '../types.js';
 /** `tessera authority init`: a new authority key (mode 0600); prints its `authorities` entry. */
 export async function authorityInitCommand(out: string, name: string): Promise<string> {
   // The peers file's rule for an authority's name: an entry it would refuse is no ready-to-paste entry.
-  if (name.length < 1 || name.length > 100) throw new UsageError('--name expects 1 to 100 characters');
+  if (!EntryName.safeParse(name).success) throw new UsageError('--name expects 1 to 100 characters');
   const folder = await stat(dirname(out)).catch(() => undefined);
   if (!folder?.isDirectory()) throw new UsageError(`--out ${out}: the folder ${dirname(out)} does not exist`);
   const pair = await createKeyFile(out);

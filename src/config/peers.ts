@@ -103,9 +103,11 @@ export const RevokedSchema = z.strictObject({
 });
 
 const nodeId = z.string().regex(B64U_32, 'a node id is a 43-character base64url thumbprint');
+/** The name of a peer or an authority entry. */
+export const EntryName = z.string().min(1).max(100);
 
 const PeerSchema = z.strictObject({
-  name: z.string().min(1).max(100).optional(),
+  name: EntryName.optional(),
   id: nodeId,
   publicKey,
   url: url.optional(),
@@ -114,7 +116,7 @@ const PeerSchema = z.strictObject({
   revoked: RevokedSchema.optional(),
 });
 
-const AuthoritySchema = z.strictObject({ name: z.string().min(1).max(100).optional(), id: nodeId, publicKey });
+const AuthoritySchema = z.strictObject({ name: EntryName.optional(), id: nodeId, publicKey });
 
 const PeersFileSchema = z.strictObject({
   peers: z.array(PeerSchema).default([]),
