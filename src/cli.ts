@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { resolveDataDir } from './init.js';
-import { TesseraError, UsageError, exitCodeFor } from './errors.js';
+import { TesseraError, UsageError, exitCodeFor, isFileError } from './errors.js';
 import { idCommand, initCommand, tokenCommand } from './commands/node.js';
 import { statusCommand } from './commands/status.js';
 import { peersAddCommand, peersRemoveCommand, peersRevokeCommand } from './commands/peers.js';
@@ -207,20 +207,11 @@ async function start(dataDir: string): Promise<number> {
   return 0;
 }
 
-/** File-system errors the user fixes by naming another path or changing permissions: one line, exit 2. */
-const PATH_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EEXIST', 'EACCES', 'EPERM', 'ELOOP', 'ENAMETOOLONG', 'EROFS']);
-
-/** An error from a system call (it names the call and the path; a stack trace adds nothing for an operator). */
-function isFileError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
-  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
-}
-
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const fileError = isFileError(err);
-    const message = err instanceof TesseraError || fileError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    const message = err instanceof TesseraError || isFileError(err) ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`tessera: ${message}\n`);
-    process.exit(fileError && PATH_CODES.has(err.code) ? 2 : exitCodeFor(err));
+    process.exit(exitCodeFor(err));
   },
 );

@@ -61,10 +61,19 @@ export class TokenError extends TesseraError {
   }
 }
 
-/** Exit code 2 for anything the user can fix by changing arguments or files. */
+/** Exit code 2 for anything the user can fix by changing arguments, files or permissions. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UsageError || err instanceof DataDirInUseError) return 2;
+  if (isFileError(err)) return PATH_CODES.has(err.code) ? 2 : 1;
   return err instanceof TesseraError && USER_CODES.has(err.code) ? 2 : 1;
 }
 
 const USER_CODES = new Set(['ERR_KEY_EXISTS', 'ERR_KEY_FILE', 'ERR_NOT_RUNNING']);
+
+/** File-system errors the user fixes by naming another path or changing permissions. */
+const PATH_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EEXIST', 'EACCES', 'EPERM', 'ELOOP', 'ENAMETOOLONG', 'EROFS']);
+
+/** An error from a system call (it names the call and the path; a stack trace adds nothing for an operator). */
+export function isFileError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
