@@ -34,6 +34,8 @@ export class Parking {
       const bytes = await this.#o.store.get(Space.parked, p.key);
       live.parked.splice(i, 1);
       if (bytes) Y.applyUpdateV2(live.ydoc, bytes);
+      // Not silent: those structs are missing from memory until the document is loaded again (its envelopes hold them).
+      else this.#log.error({ doc: live.name, key: p.key }, 'parked structs are missing from the store; the document lacks them until it is loaded again');
       await this.#o.store.write([{ type: 'del', space: Space.parked, key: p.key }]);
       // What came back may be what others wait for.
       i = 0;
