@@ -47,23 +47,19 @@ export function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { upda
  * The overlap index entries of an envelope, as store ops: one per client
  * range, keyed by document, client, first clock and the envelope (two
  * envelopes that carry the same clocks each keep theirs), with `at`, when
- * it arrived here. The document's own index is told with `indexOverlaps`
- * once they are durable: one that counted an envelope a failed write left
- * out would check later structs against it.
+ * it arrived here; and `index`, which adds them to the document's own
+ * index, to call once they are durable: one that counted an envelope a
+ * failed write left out would check later structs against it.
  */
-export function overlapOps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate, at: number): StoreOp[] {
-  const ops: StoreOp[] = [];
-  for (const [client, from, to] of structRanges(parsed.structs)) {
-    const entry = { from, to, feed: env.feed, seq: env.seq, at };
-    const key = `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${from.toString(16).padStart(14, '0')}\u0000${env.feed}\u0000${env.seq}`;
-    ops.push({ type: 'put', space: Space.overlap, key, value: json.encode(entry) });
-  }
-  return ops;
-}
-
-/** Adds a stored envelope's struct ranges to the document's overlap index. */
-export function indexOverlaps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate, at: number): void {
-  for (const [client, from, to] of structRanges(parsed.structs)) live.overlap.add(client, { from, to, feed: env.feed, seq: env.seq, at });
+export function stageOverlaps(live: LiveDoc, env: StoredEnvelope, parsed: ParsedUpdate, at: number): { ops: StoreOp[]; index: () => void } {
+  const entries = structRanges(parsed.structs).map(([client, from, to]) => [client, { from, to, feed: env.feed, seq: env.seq, at }] as const);
+  const ops: StoreOp[] = entries.map(([client, entry]) => ({
+    type: 'put',
+    space: Space.overlap,
+    key: `${live.name}\u0000${client.toString(16).padStart(14, '0')}\u0000${entry.from.toString(16).padStart(14, '0')}\u0000${env.feed}\u0000${env.seq}`,
+    value: json.encode(entry),
+  }));
+  return { ops, index: () => entries.forEach(([client, entry]) => live.overlap.add(client, entry)) };
 }
 
 /** A copy of a document's deferred deletions, to put back if the write that changed them fails. */

@@ -8,7 +8,7 @@ import { signEnvelope, updateHash, type EnvelopeClaims } from './envelope.js';
 import type { LiveDoc, LocalWrite, RefusedPart } from './live-doc.js';
 import { filterOverlaps } from './equivocation.js';
 import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
-import { copyDeferred, deferredKey, deferredOp, indexOverlaps, overlapOps, splitByClients } from './doc-records.js';
+import { copyDeferred, deferredKey, deferredOp, splitByClients, stageOverlaps } from './doc-records.js';
 import type { DocsContext, DocsOptions } from './docs-context.js';
 import { RETIRED, type LoadedDocs } from './loaded-docs.js';
 import type { Parking } from './parking.js';
@@ -209,7 +209,7 @@ export class LocalWrites {
     // What this node's own revocation would drop is refused, not acknowledged and lost at the next rebuild.
     if (this.#beyondOwnCutoff(live, parts.length)) throw new RevokedError('this node is revoked by an authority it trusts: its writes to this document are no longer kept');
     const envs: StoredEnvelope[] = [];
-    const ats: number[] = [];
+    const indexes: (() => void)[] = [];
     const ops: StoreOp[] = [];
     let seq = live.vector[ownFeed] ?? 0;
     for (const part of parts) {
@@ -225,12 +225,13 @@ export class LocalWrites {
       };
       const env: StoredEnvelope = { doc: live.name, feed: ownFeed, seq, token: signEnvelope(claims, this.#o.identity.privateKey), update: part.update };
       envs.push(env);
-      ats.push(this.#ctx.arrival());
-      ops.push(...overlapOps(live, env, part.parsed, ats[ats.length - 1]!));
+      const overlaps = stageOverlaps(live, env, part.parsed, this.#ctx.arrival());
+      ops.push(...overlaps.ops);
+      indexes.push(overlaps.index);
     }
     const vector = { ...live.vector, [ownFeed]: seq };
     await this.#o.store.write([...envelopeOps(envs, new Map([[live.name, vector]])), ...ops, ...extra]);
-    for (const [i, env] of envs.entries()) indexOverlaps(live, env, parts[i]!.parsed, ats[i]!);
+    for (const index of indexes) index();
     live.vector = vector;
     // Durable and counted: peers get it before the local apply, which does not change what they are sent.
     this.#docs.forward(live, envs, undefined);

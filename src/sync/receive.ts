@@ -12,7 +12,7 @@ import type { HeldEnvelope, LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
 import { inDropped } from './new-part.js';
-import { indexOverlaps, overlapOps } from './doc-records.js';
+import { stageOverlaps } from './doc-records.js';
 import type { DocsContext, DocsOptions } from './docs-context.js';
 import type { LoadedDocs } from './loaded-docs.js';
 import type { LocalWrites } from './local-writes.js';
@@ -170,15 +170,15 @@ export class Receiver {
     if (!accepted.length) return;
     const ops: StoreOp[] = envelopeOps(accepted.map((a) => a.env), new Map([[live.name, vector]]));
     // In the order they are kept: a struct is checked against the first envelope here that carried its clocks.
-    const ats = accepted.map(() => this.#ctx.arrival());
-    for (const [i, a] of accepted.entries()) ops.push(...overlapOps(live, a.env, a.parsed, ats[i]!));
+    const overlaps = accepted.map((a) => stageOverlaps(live, a.env, a.parsed, this.#ctx.arrival()));
+    for (const o of overlaps) ops.push(...o.ops);
     for (const origin of new Set(accepted.map((a) => feedOrigin(a.env.feed)))) {
       if (this.#remembered.has(origin)) continue;
       const jwk = this.#o.policy.authorJwk(origin);
       if (jwk) ops.push({ type: 'put', space: Space.originKey, key: origin, value: json.encode(jwk) });
     }
     await this.#o.store.write(ops);
-    for (const [i, a] of accepted.entries()) indexOverlaps(live, a.env, a.parsed, ats[i]!);
+    for (const o of overlaps) o.index();
     for (const a of accepted) this.#remembered.add(feedOrigin(a.env.feed));
     for (const a of accepted) {
       if (this.#ctx.treatment(a.env) === 'quarantine') {
