@@ -188,16 +188,17 @@ describe('a peer that never reads', () => {
       };
       await Promise.all([writer(), writer(), writer(), writer()]);
     };
-    // Warm up with the same kind of writes, so the baseline includes what writing itself costs.
-    await writeDocs(200);
+    // Three times the bound (at least 48 MiB), all of it readable by the peer and pushed to it live.
+    const phase = Math.max(384, Math.ceil((3 * bound) / blob.length));
+    // Warm up with as many writes of the same kind, so the baseline includes
+    // what writing itself costs (heap, store caches) once it has settled.
+    await writeDocs(phase);
     const before = rssOf(await api.metrics());
 
     const s = await honestDial(`ws://${node.peer}`, mallory, node.id);
     s.peer.binary(sealMessage(s));
     await node.waitFor((l) => l.msg === 'session established' && l.peer === mallory.id);
     s.peer.ws.pause();
-    // Three times the bound (at least 48 MiB), all of it readable by the peer and pushed to it live.
-    const phase = Math.max(384, Math.ceil((3 * bound) / blob.length));
     await writeDocs(phase);
     const dropped = await node.waitFor((l) => l.msg === 'session closed' && l.peer === mallory.id, 5_000).catch(() => undefined);
     const after = rssOf(await api.metrics());
