@@ -1,4 +1,8 @@
 import * as Y from 'yjs';
+import { walkTypesIteratively } from './type-walks.js';
+
+// Types nested thousands deep are deleted and collected without overflowing the stack.
+walkTypesIteratively();
 
 /** Any Yjs type, whatever its events (Yjs types are invariant in their event type). */
 type YType = Y.AbstractType<any>;

@@ -22,22 +22,9 @@ import { appDoc, getDoc, postUpdate } from '../helpers/docs.js';
 import { syncMessage } from '../helpers/api.js';
 import { mallory } from '../helpers/mallory.js';
 import { envelope, newFeed } from '../helpers/raw-peer.js';
+import { nestedArrays } from '../helpers/updates.js';
+import { rng } from '../helpers/rng.js';
 
-// ------------------------------------------------------------------ a seeded generator
-
-/** mulberry32: small, fast, deterministic. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!, chance: (p: number) => next() < p };
-}
 type Rng = ReturnType<typeof rng>;
 
 const HUGE = [2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 2 ** 32, 2 ** 31, 2 ** 56, 2 ** 63, 0xffffffff];
@@ -419,19 +406,6 @@ describe('what Yjs cannot handle is refused', () => {
 // ------------------------------------------------------------------ the JSON view
 
 /** Client 7 nests `n` arrays in root array "a", each inside the one before. */
-function nestedTypes(n: number): Uint8Array {
-  return update((e) => {
-    vu(e, 1, n, 7, 0);
-    for (let i = 0; i < n; i++) {
-      encoding.writeUint8(e, 7);
-      if (i === 0) vu(e, 1), encoding.writeVarString(e, 'a');
-      else vu(e, 0, 7, i - 1);
-      vu(e, 0);
-    }
-    vu(e, 0);
-  });
-}
-
 /** Client 50 puts one struct under `parent` (an item id: the nested type it is the content of). */
 function childOf(parent: [number, number], kind: number, content: (e: encoding.Encoder) => void, key?: string): Uint8Array {
   return update((e) => {
@@ -523,7 +497,7 @@ describe('the JSON view of a document renders whatever content it holds', () => 
 
   it('types nested far deeper than Yjs can render: the view within the bound, not a failure', () => {
     const d = new Y.Doc();
-    Y.applyUpdate(d, nestedTypes(20_000));
+    Y.applyUpdate(d, nestedArrays(20_000));
     expect(() => JSON.stringify(d.getArray('a').toJSON())).toThrow(RangeError);
     let json = docToJson(d).a;
     let depth = 0;
@@ -597,7 +571,7 @@ describe('end to end: the worst cases through a daemon', () => {
     expect((await postUpdate(node, 'render/xml', childOf([1, 0], 8, anyValue(null)))).status).toBe(200);
     const read = await getDoc(node, 'render/xml');
     expect(read).toEqual({ status: 200, body: { x: '<p a="b">null</p>xml' } });
-    expect((await postUpdate(node, 'render/deep', nestedTypes(5000))).status).toBe(200);
+    expect((await postUpdate(node, 'render/deep', nestedArrays(5000))).status).toBe(200);
     expect((await getDoc(node, 'render/deep')).status).toBe(200);
     await expectSound(node, 'render/deep');
   });
