@@ -1,6 +1,7 @@
 import { Space, json, type StoreOp } from '../store/store.js';
-import { structRanges, parseUpdate, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
-import { buildUpdate } from '../yjs/build.js';
+import { structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
+import { buildUpdate, type ReadonlyDeleteRanges } from '../yjs/build.js';
+import { ENVELOPE_LIMITS } from './envelope.js';
 import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, type StoredEnvelope, type Vector } from '../store/records.js';
 import type { LiveDoc } from './live-doc.js';
 
@@ -19,28 +20,61 @@ export function deferredOp(live: LiveDoc): StoreOp {
 /** Client ranges per envelope: keeps every token well under its size limit. */
 export const MAX_RANGES_PER_ENVELOPE = 400;
 
-export function splitByClients(update: Uint8Array, parsed: ParsedUpdate): { update: Uint8Array; parsed: ParsedUpdate }[] {
-  if (structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
+/**
+ * A local change as the envelopes it is signed in: one, unless it carries
+ * more client ranges than fit one token, or more structs or delete ranges
+ * than one envelope may (ENVELOPE_LIMITS). Structs are cut in clock order of
+ * each client; the delete set goes in the last envelope, or in envelopes of
+ * its own after the structs when it is larger than one may carry.
+ */
+export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limits: UpdateLimits = ENVELOPE_LIMITS): { update: Uint8Array; parsed: ParsedUpdate }[] {
+  const deleteRanges = [...parsed.deletes.values()].reduce((n, r) => n + r.length, 0);
+  if (parsed.structs.length <= limits.structs && deleteRanges <= limits.deleteRanges && structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
   const byClient = new Map<number, ParsedStruct[]>();
-  for (const st of parsed.structs) if (st.kind !== 10) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
+  for (const st of parsed.structs) if (st.kind !== StructKind.skip) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
   const groups: ParsedStruct[][] = [];
   let current: ParsedStruct[] = [];
+  // What the group's update will declare: its structs and the Skips between them; and its client ranges.
+  let declared = 0;
   let ranges = 0;
   for (const structs of byClient.values()) {
-    const n = structRanges(structs).length;
-    if (ranges + n > MAX_RANGES_PER_ENVELOPE && current.length) {
-      groups.push(current);
-      current = [];
-      ranges = 0;
+    structs.sort((a, b) => a.clock - b.clock);
+    let prev: ParsedStruct | undefined;
+    for (const st of structs) {
+      let joins = prev !== undefined && st.clock === prev.clock + prev.length;
+      if (current.length && (declared + (prev === undefined || joins ? 1 : 2) > limits.structs || (!joins && ranges === MAX_RANGES_PER_ENVELOPE))) {
+        groups.push(current);
+        [current, declared, ranges, prev, joins] = [[], 0, 0, undefined, false];
+      }
+      declared += prev === undefined || joins ? 1 : 2;
+      if (!joins) ranges++;
+      current.push(st);
+      prev = st;
     }
-    current.push(...structs);
-    ranges += n;
   }
-  groups.push(current);
-  return groups.map((g, i) => {
-    const part = buildUpdate(update, g, i === groups.length - 1 ? parsed.deletes : new Map());
-    return { update: part, parsed: parseUpdate(part) };
-  });
+  if (current.length) groups.push(current);
+  const deletes = deleteRanges <= limits.deleteRanges ? [parsed.deletes] : chunkDeletes(parsed.deletes, limits.deleteRanges);
+  const parts = groups.map((g, i) => buildUpdate(update, g, i === groups.length - 1 && deletes.length === 1 ? deletes[0]! : new Map()));
+  if (deletes.length > 1 || !groups.length) parts.push(...deletes.map((ds) => buildUpdate(update, [], ds)));
+  return parts.map((part) => ({ update: part, parsed: parseUpdate(part) }));
+}
+
+/** A delete set cut into sets of at most `max` ranges each. */
+function chunkDeletes(deletes: ReadonlyDeleteRanges, max: number): ReadonlyDeleteRanges[] {
+  const out: Map<number, (readonly [number, number])[]>[] = [new Map()];
+  let n = 0;
+  for (const [client, ranges] of deletes) {
+    for (const range of ranges) {
+      if (n === max) {
+        out.push(new Map());
+        n = 0;
+      }
+      const last = out[out.length - 1]!;
+      (last.get(client) ?? last.set(client, []).get(client)!).push(range);
+      n++;
+    }
+  }
+  return out;
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { docNameProblem } from '../config/names.js';
 import { type DocName, type FeedId, type NodeId, B64U_32 } from '../types.js';
 import { ALG, Typ } from '../tokens/typ.js';
-import type { ClientRanges } from '../yjs/parse.js';
+import type { ClientRanges, UpdateLimits } from '../yjs/parse.js';
 
 /**
  * Origin-signed envelopes (DESIGN.md §4): a compact JWS whose claims name the
@@ -25,6 +25,13 @@ export interface EnvelopeClaims {
 
 export const ENVELOPE_HEADER = Buffer.from(JSON.stringify({ alg: ALG, typ: Typ.envelope })).toString('base64url');
 export const MAX_ENVELOPE_TOKEN_BYTES = 64 * 1024;
+/**
+ * What one envelope's update may carry (PROTOCOL.md §6.7.1), so that reading
+ * and applying any one envelope is a bounded piece of work (about 0.1 s):
+ * 8 MiB of two-byte structs took seconds and gigabytes. A signer splits a
+ * larger change into several envelopes.
+ */
+export const ENVELOPE_LIMITS: UpdateLimits = { structs: 65_536, deleteRanges: 65_536 };
 const FEED = /^[A-Za-z0-9_-]{1,64}$/;
 const CLAIM_KEYS = 'clients,doc,feed,h,iat,iss,seq';
 

@@ -8,7 +8,7 @@ import { signEnvelope, updateHash, type EnvelopeClaims } from './envelope.js';
 import type { LiveDoc, LocalWrite, RefusedPart } from './live-doc.js';
 import { filterOverlaps } from './equivocation.js';
 import { dependsOnDropped, inDropped, joinTypingIn, mergeBounded, newPart, parkedRanges, pendingRanges, undeletedRuns } from './new-part.js';
-import { copyDeferred, deferredKey, deferredOp, splitByClients, stageOverlaps } from './doc-records.js';
+import { copyDeferred, deferredKey, deferredOp, splitForEnvelopes, stageOverlaps } from './doc-records.js';
 import type { DocsContext, DocsOptions } from './docs-context.js';
 import { RETIRED, type LoadedDocs } from './loaded-docs.js';
 import type { Parking } from './parking.js';
@@ -205,7 +205,7 @@ export class LocalWrites {
    */
   async #commitLocal(live: LiveDoc, update: Uint8Array, parsed: ParsedUpdate, extra: StoreOp[] = [], author?: object): Promise<void> {
     const ownFeed = this.#ctx.ownFeed;
-    const parts = splitByClients(update, parsed);
+    const parts = splitForEnvelopes(update, parsed);
     // What this node's own revocation would drop is refused, not acknowledged and lost at the next rebuild.
     if (this.#beyondOwnCutoff(live, parts.length)) throw new RevokedError('this node is revoked by an authority it trusts: its writes to this document are no longer kept');
     const envs: StoredEnvelope[] = [];

@@ -6,7 +6,7 @@ import { feedKey } from '../types.js';
 import { CorruptRecordError, Space, json, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedUpdate } from '../yjs/parse.js';
-import { BAD_HASH, BAD_SIGNATURE, EnvelopeError, readEnvelopeClaims, signatureParts, type EnvelopeClaims } from './envelope.js';
+import { BAD_HASH, BAD_SIGNATURE, ENVELOPE_LIMITS, EnvelopeError, readEnvelopeClaims, signatureParts, type EnvelopeClaims } from './envelope.js';
 import type { Verifier, Verdict } from './verifier.js';
 import type { HeldEnvelope, LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
@@ -145,7 +145,7 @@ export class Receiver {
     try {
       if (verdict === 'hash') throw new EnvelopeError(BAD_HASH);
       if (verdict !== 'ok') throw new EnvelopeError(BAD_SIGNATURE);
-      const parsed = parseUpdate(item.update);
+      const parsed = parseUpdate(item.update, ENVELOPE_LIMITS);
       const ranges = structRanges(parsed.structs);
       if (JSON.stringify(ranges) !== JSON.stringify(claims.clients)) throw new EnvelopeError('clients claim does not match the structs');
       return { token: item.token, update: item.update, claims, parsed };

@@ -45,15 +45,27 @@ export class UpdateDecodeError extends Error {
 
 const MAX_CLIENT = 2 ** 53;
 
-/** Parses a V1 update completely; throws UpdateDecodeError on anything malformed or left over. */
-export function parseUpdate(update: Uint8Array): ParsedUpdate {
+/** Bounds on what one update may carry, checked on the counts it declares, before any struct is read. */
+export interface UpdateLimits {
+  /** Structs in all, Skips included. */
+  readonly structs: number;
+  /** Delete ranges in all. */
+  readonly deleteRanges: number;
+}
+
+const NO_LIMITS: UpdateLimits = { structs: Infinity, deleteRanges: Infinity };
+
+/** Parses a V1 update completely; throws UpdateDecodeError on anything malformed or left over, or past `limits`. */
+export function parseUpdate(update: Uint8Array, limits: UpdateLimits = NO_LIMITS): ParsedUpdate {
   const d = decoding.createDecoder(update);
   try {
     const structs: ParsedStruct[] = [];
     const numClients = readCount(d, update);
     const seenClients = new Set<number>();
+    let declared = 0;
     for (let i = 0; i < numClients; i++) {
       const numStructs = readCount(d, update);
+      if ((declared += numStructs) > limits.structs) throw new UpdateDecodeError(`more than ${limits.structs} structs`);
       const client = decoding.readVarUint(d);
       let clock = decoding.readVarUint(d);
       if (client >= MAX_CLIENT || seenClients.has(client)) throw new UpdateDecodeError('client listed twice or out of range');
@@ -68,9 +80,11 @@ export function parseUpdate(update: Uint8Array): ParsedUpdate {
     const dsStart = d.pos;
     const deletes = new Map<number, [number, number][]>();
     const numDsClients = readCount(d, update);
+    let ranges = 0;
     for (let i = 0; i < numDsClients; i++) {
       const client = decoding.readVarUint(d);
       const n = readCount(d, update);
+      if ((ranges += n) > limits.deleteRanges) throw new UpdateDecodeError(`more than ${limits.deleteRanges} delete ranges`);
       if (client >= MAX_CLIENT || deletes.has(client)) throw new UpdateDecodeError('delete set client listed twice or out of range');
       deletes.set(client, readDeleteRanges(d, n));
     }
@@ -289,8 +303,16 @@ function boundedJson(text: string): unknown {
 export type ClientRanges = [number, number, number][];
 
 export function structRanges(structs: readonly ParsedStruct[]): ClientRanges {
-  const spans = structs.filter((s) => s.kind !== StructKind.skip).map((s) => [s.client, s.clock, s.clock + s.length] as [number, number, number]);
-  return normalizeRanges(spans);
+  // Each client's structs come together and in clock order: touching ones are
+  // joined in one pass, and only the runs (a few per client) are sorted.
+  const runs: [number, number, number][] = [];
+  let last: [number, number, number] | undefined;
+  for (const s of structs) {
+    if (s.kind === StructKind.skip) continue;
+    if (last && last[0] === s.client && last[1] <= s.clock && s.clock <= last[2]) last[2] = Math.max(last[2], s.clock + s.length);
+    else runs.push((last = [s.client, s.clock, s.clock + s.length]));
+  }
+  return normalizeRanges(runs);
 }
 
 /** Sorts by client then clock and merges touching or overlapping ranges. */

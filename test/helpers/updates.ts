@@ -23,5 +23,22 @@ export function nestedArrays(n: number, client = 7): Uint8Array {
 
 /** An update that only deletes `len` clocks of `client` from `clock`. */
 export function deletion(client: number, clock: number, len = 1): Uint8Array {
-  return update((vu) => vu(0, 1, client, 1, clock, len));
+  return deletions(client, [[clock, len]]);
+}
+
+/** An update that only deletes `ranges` ([clock, len], sorted and apart, as Yjs writes them) of `client`. */
+export function deletions(client: number, ranges: readonly (readonly [number, number])[]): Uint8Array {
+  return update((vu) => {
+    vu(0, 1, client, ranges.length);
+    for (const [clock, len] of ranges) vu(clock, len);
+  });
+}
+
+/** `client`'s `n` GC structs of length 1 from clock 0, each its own struct (Yjs would join them: a writer need not). */
+export function gcStructs(n: number, client: number): Uint8Array {
+  return update((vu) => {
+    vu(1, n, client, 0);
+    for (let i = 0; i < n; i++) vu(0, 1);
+    vu(0);
+  });
 }

@@ -9,55 +9,10 @@ import fc from 'fast-check';
 import * as Y from 'yjs';
 import { walkTypesIteratively, walkTypesRecursively } from '../../../src/yjs/type-walks.js';
 import { deletion, nestedArrays } from '../../helpers/updates.js';
+import { containers, randomDocument } from '../../helpers/random-doc.js';
 import { rng } from '../../helpers/rng.js';
 
 afterAll(walkTypesIteratively);
-
-type Container = Y.Array<unknown> | Y.Map<unknown> | Y.XmlElement | Y.XmlFragment;
-
-/** Every live container type in the document, roots included. */
-function containers(doc: Y.Doc): Container[] {
-  const out: Container[] = [doc.getArray('a'), doc.getMap('m'), doc.getXmlFragment('x')];
-  for (let i = 0; i < out.length; i++) {
-    const t = out[i]!;
-    const children = t instanceof Y.Map ? [...t.values()] : t instanceof Y.Array ? t.toArray() : t.toArray();
-    for (const c of children) if (c instanceof Y.Array || c instanceof Y.Map || c instanceof Y.XmlElement) out.push(c);
-  }
-  return out;
-}
-
-/** A fresh type or value to put somewhere in `into`. */
-function someContent(r: ReturnType<typeof rng>, into: Container): unknown {
-  if (into instanceof Y.XmlFragment || into instanceof Y.XmlElement) return r.next() < 0.6 ? new Y.XmlElement(`e${r.int(3)}`) : new Y.XmlText('t');
-  const k = r.int(5);
-  return k === 0 ? new Y.Array() : k === 1 ? new Y.Map() : k === 2 ? new Y.Text('s') : k === 3 ? { n: r.int(9) } : r.int(100);
-}
-
-/** Three clients editing (nesting, overwriting keys, deleting) and syncing now and then; the merged result. */
-function randomDocument(seed: number): Uint8Array {
-  const r = rng(seed);
-  const docs = [1, 2, 3].map((id) => Object.assign(new Y.Doc(), { clientID: id }));
-  for (let step = 0; step < 120; step++) {
-    const doc = r.pick(docs);
-    const into = r.pick(containers(doc));
-    doc.transact(() => {
-      if (into instanceof Y.Map) {
-        into.set(`k${r.int(4)}`, someContent(r, into));
-      } else if (r.next() < 0.2 && into.length > 0) {
-        const at = r.int(into.length);
-        into.delete(at, Math.min(into.length - at, 1 + r.int(2)));
-      } else {
-        into.insert(r.int(into.length + 1), [someContent(r, into) as never]);
-      }
-    });
-    if (r.next() < 0.15) {
-      const a = r.pick(docs);
-      const b = r.pick(docs);
-      Y.applyUpdate(b, Y.encodeStateAsUpdate(a, Y.encodeStateVector(b)));
-    }
-  }
-  return Y.mergeUpdates(docs.map((d) => Y.encodeStateAsUpdate(d)));
-}
 
 /** What applying `update` did, under whichever walks are installed. */
 function applyAndWatch(base: Uint8Array, change: (doc: Y.Doc) => void) {
