@@ -5,6 +5,7 @@ import type { DocName, FeedKey, NodeId } from '../types.js';
 import { Space, json, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate } from '../yjs/parse.js';
+import { applyParsedUpdate } from '../yjs/cuts.js';
 import { LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
@@ -158,7 +159,7 @@ export class LoadedDocs {
           const parsed = parseUpdate(env.update);
           const { update, refused } = await filterOverlaps(this.#o.store, live, parsed, env.update, feedOrigin(feed), env);
           this.#ctx.alarmEquivocation(live, refused, undefined);
-          Y.applyUpdate(live.ydoc, update);
+          applyParsedUpdate(live.ydoc, update, parsed);
         } catch (err) {
           // One stored envelope that does not parse or apply (written before a check existed, say)
           // must not make the document unloadable: it stays stored and counted, and is skipped here.

@@ -3,6 +3,7 @@ import type { DocName } from '../types.js';
 import type { StoreOp } from '../store/store.js';
 import { envelopeOps, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
+import { applyParsedUpdate } from '../yjs/cuts.js';
 import { concatUpdates } from '../yjs/build.js';
 import { signEnvelope, updateHash, type EnvelopeClaims } from './envelope.js';
 import type { LiveDoc, LocalWrite, RefusedPart } from './live-doc.js';
@@ -236,7 +237,7 @@ export class LocalWrites {
     // Durable and counted: peers get it before the local apply, which does not change what they are sent.
     this.#docs.forward(live, envs, undefined);
     // The transaction's origin names the app that sent it all (if one did): see LocalOrigin.
-    for (const env of envs) Y.applyUpdate(live.ydoc, env.update, author && new LocalOrigin(author));
+    for (const [i, env] of envs.entries()) applyParsedUpdate(live.ydoc, env.update, parts[i]!.parsed, author && new LocalOrigin(author));
     await this.#parking.settle(live);
     this.#docs.afterCommit(live, envs);
   }

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import { feedKey } from '../types.js';
 import { CorruptRecordError, Space, json, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, envelopeOps, readEnvelope, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedUpdate } from '../yjs/parse.js';
+import { applyParsedUpdate } from '../yjs/cuts.js';
 import { BAD_HASH, BAD_SIGNATURE, ENVELOPE_LIMITS, EnvelopeError, readEnvelopeClaims, signatureParts, type EnvelopeClaims } from './envelope.js';
 import type { Verifier, Verdict } from './verifier.js';
 import type { HeldEnvelope, LiveDoc } from './live-doc.js';
@@ -193,7 +193,8 @@ export class Receiver {
       this.#ctx.alarmEquivocation(live, refused, from);
       if (refused.length) this.#log.warn({ doc: live.name, origin: feedOrigin(a.env.feed), refused }, 'equivocation: refused the mismatching part of an envelope');
       try {
-        Y.applyUpdate(live.ydoc, update);
+        // Cut where a.parsed says: what filterOverlaps kept is a part of it.
+        applyParsedUpdate(live.ydoc, update, a.parsed);
       } catch (err) {
         this.#log.error({ err, doc: live.name, feed: a.env.feed, seq: a.env.seq }, 'applying a verified update failed');
       }
