@@ -5,10 +5,10 @@ import { OverlapIndex } from './overlap.js';
 import type { DeleteRanges } from '../yjs/build.js';
 import type { EnvelopeClaims } from './envelope.js';
 import type { ParsedUpdate } from '../yjs/parse.js';
-import { walkTypesIteratively } from '../yjs/type-walks.js';
+import { hardenYjs } from '../yjs/harden.js';
 
-// Types nested thousands deep are deleted and collected without overflowing the stack.
-walkTypesIteratively();
+// Small updates must not cost a node seconds, gigabytes or its stack (src/yjs/harden.ts).
+hardenYjs();
 
 /** An envelope verified and waiting for an earlier seq of its feed. */
 export interface HeldEnvelope {

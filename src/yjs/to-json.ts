@@ -1,8 +1,8 @@
 import * as Y from 'yjs';
-import { walkTypesIteratively } from './type-walks.js';
+import { hardenYjs } from './harden.js';
 
-// Types nested thousands deep are deleted and collected without overflowing the stack.
-walkTypesIteratively();
+// Small updates must not cost a node seconds, gigabytes or its stack (src/yjs/harden.ts).
+hardenYjs();
 
 /** Any Yjs type, whatever its events (Yjs types are invariant in their event type). */
 type YType = Y.AbstractType<any>;

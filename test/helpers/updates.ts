@@ -42,3 +42,26 @@ export function gcStructs(n: number, client: number): Uint8Array {
     vu(0);
   });
 }
+
+/**
+ * One update: client 5's item of `long` values (i % 100) in root array "a",
+ * and client 9's `inside` values (-1 each), each put after another unit of
+ * it (every ninth), with no right origin.
+ */
+export function valuesInside(long: number, inside: number): Uint8Array {
+  return update((vu, e) => {
+    vu(2, inside, 9, 0);
+    for (let i = 0; i < inside; i++) {
+      encoding.writeUint8(e, 8 | 0x80);
+      vu(5, (i + 1) * Math.floor(long / (inside + 1)), 1);
+      encoding.writeAny(e, -1);
+    }
+    vu(1, 5, 0);
+    encoding.writeUint8(e, 8);
+    vu(1);
+    encoding.writeVarString(e, 'a');
+    vu(long);
+    for (let i = 0; i < long; i++) encoding.writeAny(e, i % 100);
+    vu(0);
+  });
+}
