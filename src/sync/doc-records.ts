@@ -1,11 +1,24 @@
-import { Space, json, type StoreOp } from '../store/store.js';
+import { CorruptRecordError, Space, json, type StoreOp, type StoreReader } from '../store/store.js';
 import { structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
 import { buildUpdate, type ReadonlyDeleteRanges } from '../yjs/build.js';
-import { ENVELOPE_LIMITS } from './envelope.js';
-import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, type StoredEnvelope, type Vector } from '../store/records.js';
+import { ENVELOPE_LIMITS, updateMatchesToken } from './envelope.js';
+import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
+import type { DocName, FeedKey } from '../types.js';
 import type { LiveDoc } from './live-doc.js';
 
 /** What a document keeps in the store besides its envelopes: deferred deletions, overlap index entries, snapshots. */
+
+/**
+ * A feed's envelopes as readFeed reads them, each checked against the hash
+ * its token states: a record damaged so that it still decodes is a
+ * CorruptRecordError as well, never applied or sent.
+ */
+export async function* readIntactFeed(store: StoreReader, doc: DocName, feed: FeedKey, afterSeq = 0, limit?: number): AsyncGenerator<StoredEnvelope> {
+  for await (const env of readFeed(store, doc, feed, afterSeq, limit)) {
+    if (!updateMatchesToken(env.token, env.update)) throw new CorruptRecordError('its update is not the one its token names (h)', { space: Space.envelope, key: envelopeKey(doc, feed, env.seq) });
+    yield env;
+  }
+}
 
 export function deferredKey(live: LiveDoc): string {
   return JSON.stringify([...live.deferredDeletes]);

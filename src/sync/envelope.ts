@@ -48,6 +48,19 @@ export function updateHash(update: Uint8Array): string {
   return createHash('sha256').update(update).digest('base64url');
 }
 
+/**
+ * Whether a stored update is still the one its token names (its `h`): damage
+ * on disk that leaves the record decodable shows here, instead of as a
+ * forgery at every peer it is sent to, or as other content in the document.
+ */
+export function updateMatchesToken(token: string, update: Uint8Array): boolean {
+  try {
+    return readEnvelopeClaims(token).h === updateHash(update);
+  } catch {
+    return false;
+  }
+}
+
 export function signEnvelope(claims: EnvelopeClaims, privateKey: KeyObject): string {
   const payload = Buffer.from(
     JSON.stringify({ iss: claims.iss, doc: claims.doc, feed: claims.feed, seq: claims.seq, h: claims.h, clients: claims.clients, iat: claims.iat }),

@@ -3,14 +3,14 @@ import { StoreError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import { Space, json, type StoreOp } from '../store/store.js';
-import { decodeEnvelopeValue, readFeed, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
+import { decodeEnvelopeValue, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate } from '../yjs/parse.js';
 import { applyParsedUpdate } from '../yjs/cuts.js';
 import { LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
 import { parkedRanges, pendingRanges } from './new-part.js';
-import { decodeSnapshot } from './doc-records.js';
+import { decodeSnapshot, readIntactFeed } from './doc-records.js';
 import { digestOf, writeSnapshot } from './doc-state.js';
 import type { DocsContext, DocsOptions } from './docs-context.js';
 import type { Parking } from './parking.js';
@@ -150,7 +150,7 @@ export class LoadedDocs {
     live.vector = { ...base };
     let replayed = 0;
     for (const feed of Object.keys(vector) as FeedKey[]) {
-      for await (const env of readFeed(store, doc, feed, base[feed] ?? 0)) {
+      for await (const env of readIntactFeed(store, doc, feed, base[feed] ?? 0)) {
         if (env.seq > vector[feed]!) break;
         live.vector[feed] = env.seq;
         replayed++;

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { DocName, FeedKey, NodeId } from '../types.js';
 import type { Session } from '../net/session.js';
 import { CorruptRecordError, type Store } from '../store/store.js';
-import { readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
+import type { StoredEnvelope, Vector } from '../store/records.js';
+import { readIntactFeed } from './doc-records.js';
 import { Close } from '../protocol/close-codes.js';
 import { grantsMessages, type AnnounceEntry, type SessionMessage } from '../protocol/messages.js';
 import type { Docs } from './docs.js';
@@ -474,7 +475,7 @@ export class Replicator {
           const from = task.after;
           let last = from;
           try {
-            for await (const env of readFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
+            for await (const env of readIntactFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
               items.push(env);
               bytes += env.token.length + env.update.byteLength;
               last = env.seq;

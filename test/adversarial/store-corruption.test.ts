@@ -165,6 +165,42 @@ describe('a damaged envelope record', () => {
   });
 });
 
+describe('an envelope whose update is damaged but still decodes', () => {
+  /** The stopped node of stoppedNode, its seq 2 ("two ") stored as "twX ": a Yjs update as valid as before, not the one its token names. */
+  async function damagedUpdate() {
+    const { dir, feed } = await stoppedNode();
+    const key = `${DOC}\u0000${feed}\u0000${(2).toString(16).padStart(12, '0')}`;
+    await withStore(dir, async (store) => {
+      const value = new Uint8Array((await store.get(Space.envelope, key))!);
+      const at = Buffer.from(value).lastIndexOf('two ');
+      expect(at).toBeGreaterThan(0);
+      value[at + 2] = 'X'.charCodeAt(0);
+      await store.write([{ type: 'put', space: Space.envelope, key, value }]);
+    });
+    return { dir, feed };
+  }
+
+  it('the document is refused (503), not served with other content; verify names it', async () => {
+    const { dir, feed } = await damagedUpdate();
+    const node = await testNode('c', {}, dir);
+    expect((await getDoc(node, DOC)).status).toBe(503);
+    expect((await getDoc(node, 'c/other')).status).toBe(200);
+    expect((await node.daemon.verify()).problems).toEqual([{ doc: DOC, feed, seq: 2, problem: 'h does not match the update bytes' }]);
+  });
+
+  it('a peer is sent what comes before it, never it: no forgery counted against the node, and the session stays', async () => {
+    const { dir, feed } = await damagedUpdate();
+    const node = await testNode('c', {}, dir);
+    const peer = await testNode('p');
+    await linkPair(node, peer);
+    await waitUntil(async () => (await getDoc(peer, 'c/other')).status === 200, { what: 'the peer has c/other' });
+    await waitUntil(() => node.lines.some((l) => String(l.msg).startsWith('a stored envelope is damaged')), { what: 'the node passed over the damaged envelope' });
+    expect(await peer.daemon.docs.vector(DOC)).toEqual({ [feed]: 1 });
+    expect(peer.lines.some((l) => l.msg === 'envelope refused' && l.reason === 'forgery')).toBe(false);
+    expect(node.daemon.peerManager.session(peer.id as NodeId)?.closed).toBe(false);
+  });
+});
+
 describe('a damaged record of the node itself', () => {
   for (const [what, key, value] of [
     ['the feed, truncated', 'feed', '"abc'],
