@@ -1,7 +1,7 @@
 import { CorruptRecordError, Space, json, type StoreOp, type StoreReader } from '../store/store.js';
 import { structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
 import { buildUpdate, type ReadonlyDeleteRanges } from '../yjs/build.js';
-import { ENVELOPE_LIMITS, updateMatchesToken } from './envelope.js';
+import { ENVELOPE_LIMITS, updateHash, updateMatchesToken } from './envelope.js';
 import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
 import type { DocName, FeedKey } from '../types.js';
 import type { LiveDoc } from './live-doc.js';
@@ -114,13 +114,29 @@ export function copyDeferred(live: LiveDoc): LiveDoc['deferredDeletes'] {
   return new Map([...live.deferredDeletes].map(([client, ranges]) => [client, ranges.map(([clock, len]) => [clock, len] as [number, number])]));
 }
 
-/** A snapshot: the Yjs state and the vector it covers, stored as the vector's JSON then the state. */
+/**
+ * A snapshot: the Yjs state, the vector it covers and the SHA-256 of the
+ * state, stored as `{"v":vector,"h":hash}` then the state. (A vector alone
+ * in place of that object is a snapshot written before the hash was.)
+ */
 export function encodeSnapshot(vector: Vector, state: Uint8Array): Uint8Array {
-  return encodeEnvelopeValue(JSON.stringify(vector), state);
+  return encodeEnvelopeValue(JSON.stringify({ v: vector, h: updateHash(state) }), state);
 }
 
-/** A stored snapshot; throws if it is not one (its vector is checked like a stored vector). */
+/** A stored snapshot; throws if it is not one, or if its state is not the one its hash names (its vector is checked like a stored vector). */
 export function decodeSnapshot(bytes: Uint8Array, doc: string): { vector: Vector; state: Uint8Array } {
-  const { token, update } = decodeEnvelopeValue(bytes, { space: Space.snapshot, key: doc });
-  return { vector: checkVector(JSON.parse(token), doc), state: update };
+  const record = { space: Space.snapshot, key: doc };
+  const { token, update } = decodeEnvelopeValue(bytes, record);
+  let head: unknown;
+  try {
+    head = JSON.parse(token);
+  } catch (err) {
+    throw new CorruptRecordError(`not valid JSON (${(err as Error).message})`, record);
+  }
+  // Feed keys hold a ':', so a vector never has the keys "v" and "h".
+  if (head && typeof head === 'object' && 'v' in head && 'h' in head) {
+    if (head.h !== updateHash(update)) throw new CorruptRecordError('its state is not the one its hash names', record);
+    return { vector: checkVector(head.v, doc), state: update };
+  }
+  return { vector: checkVector(head, doc), state: update };
 }
