@@ -4,7 +4,7 @@ import type { DocName, FeedKey, NodeId, PublicJwk } from '../types.js';
 import { CorruptRecordError, Space, type StoreReader } from '../store/store.js';
 import { decodeEnvelopeValue, feedRecords, readVector, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges } from '../yjs/parse.js';
-import { readEnvelopeClaims, verifyEnvelope } from './envelope.js';
+import { ENVELOPE_LIMITS, readEnvelopeClaims, verifyEnvelope } from './envelope.js';
 import { feedOrigin } from './overlap.js';
 
 export interface VerifyProblem {
@@ -86,7 +86,8 @@ function checkOne(doc: DocName, feed: FeedKey, seq: number, token: string, updat
     if (claims.seq !== seq) return `claims seq ${claims.seq}`;
     if (!key) return `no key known for origin ${claims.iss}`;
     verifyEnvelope(token, update, key);
-    const ranges = structRanges(parseUpdate(update).structs);
+    // Within what one envelope may carry: a peer refuses more as a forgery.
+    const ranges = structRanges(parseUpdate(update, ENVELOPE_LIMITS).structs);
     if (JSON.stringify(ranges) !== JSON.stringify(claims.clients)) return 'clients claim does not match the structs';
     return undefined;
   } catch (err) {

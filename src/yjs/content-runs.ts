@@ -11,11 +11,11 @@ import * as Y from 'yjs';
  * every node that applies it would stall or crash.
  *
  * `shareContentRuns` makes the pieces of a cut item share its array: a
- * piece is the array and a range of it, cutting and joining adjacent pieces
- * of one array only move the range, and the piece's own array is made when
- * something reads it (and kept until the piece changes). A piece much
- * smaller than the array it shares is given its own copy when read or
- * encoded, so a few values left of a long deleted item do not hold the rest.
+ * piece is the array and a range of it, and cutting and joining adjacent
+ * pieces of one array only move the range. A piece takes its values into an
+ * array of its own when something reads or encodes it (as Yjs has them from
+ * the start), so what is left of a long item once the rest is deleted does
+ * not hold the rest for longer than until the next snapshot.
  * What Yjs reads and writes is unchanged: `arr`, `getLength`, `getContent`,
  * `write` give the same values, so documents and their encodings are the
  * same.
@@ -32,7 +32,7 @@ interface Run {
   [BASE]: Value[];
   [FROM]: number;
   [TO]: number;
-  /** The piece's own array once read, until it is cut or joined. */
+  /** The whole of BASE when the piece holds all of it; null while it holds a part it shares. */
   [VIEW]: Value[] | null;
 }
 
@@ -57,14 +57,10 @@ function setBase(run: Run, arr: Value[]): void {
   run[VIEW] = arr;
 }
 
-/** The piece's values as an array of its own, or (for a piece much smaller than what it shares) as a new array it keeps alone. */
+/** The piece's values as an array of its own: once read, a piece keeps its values alone, as in Yjs, and no longer holds the rest. */
 function valuesOf(run: Run): Value[] {
-  if (run[VIEW] !== null) return run[VIEW];
-  const base = run[BASE];
-  const view = base.slice(run[FROM], run[TO]);
-  if (view.length * 2 < base.length) setBase(run, view);
-  else run[VIEW] = view;
-  return view;
+  if (run[VIEW] === null) setBase(run, run[BASE].slice(run[FROM], run[TO]));
+  return run[VIEW]!;
 }
 
 const classes = [Y.ContentAny, Y.ContentJSON] as const;
@@ -101,7 +97,7 @@ function install(Class: (typeof classes)[number], writeValue: (encoder: Encoder,
     const [run, right] = [runOf(this), runOf(other)];
     if (right[BASE] === run[BASE] && right[FROM] === run[TO]) {
       run[TO] = right[TO];
-      run[VIEW] = null;
+      run[VIEW] = run[FROM] === 0 && run[TO] === run[BASE].length ? run[BASE] : null;
     } else {
       setBase(run, valuesOf(run).concat(valuesOf(right)));
     }
@@ -109,7 +105,8 @@ function install(Class: (typeof classes)[number], writeValue: (encoder: Encoder,
   };
   proto.write = function (this: Content, encoder: Encoder, offset: number) {
     const run = runOf(this);
-    if ((run[TO] - run[FROM]) * 2 < run[BASE].length) setBase(run, valuesOf(run));
+    // Encoded (in a snapshot, say), a piece takes its values for itself, as when read.
+    if (run[TO] - run[FROM] < run[BASE].length) valuesOf(run);
     const [base, from, to] = [run[BASE], run[FROM], run[TO]];
     encoder.writeLen(to - from - offset);
     for (let i = from + offset; i < to; i++) writeValue(encoder, base[i]);
