@@ -5,6 +5,7 @@ import { Space, type Store } from '../store/store.js';
 import type { LiveDoc } from './live-doc.js';
 import { mergeBounded } from './new-part.js';
 import { encodeSnapshot } from './doc-records.js';
+import { joinAdjacent } from '../yjs/join.js';
 
 // A loaded document's state as a whole: the snapshot it leaves in the store, and the digest peers compare.
 
@@ -28,10 +29,11 @@ export async function writeSnapshot(store: Store, live: LiveDoc): Promise<void> 
 }
 
 /**
- * SHA-256 of the document's encoded state (cached until it changes). The
- * digest covers what the document holds applied, not what waits in its
- * pending sets: nodes with the same envelopes agree on it whether or not
- * they have parked their pending structs.
+ * SHA-256 of the document's encoded state (cached until it changes), its
+ * adjacent structs joined as loading it whole would. The digest covers what
+ * the document holds applied, not what waits in its pending sets: nodes with
+ * the same envelopes agree on it whether or not they have parked their
+ * pending structs, or restarted from a snapshot.
  */
 export function digestOf(live: LiveDoc): string {
   if (live.digest) return live.digest;
@@ -40,6 +42,8 @@ export function digestOf(live: LiveDoc): string {
   store.pendingStructs = null;
   store.pendingDs = null;
   try {
+    // The same bytes for the same state, however it was applied.
+    joinAdjacent(live.ydoc);
     live.digest = createHash('sha256').update(Y.encodeStateAsUpdate(live.ydoc)).digest('hex');
   } finally {
     store.pendingStructs = pendingStructs;
