@@ -82,7 +82,9 @@ describe('pending structs beyond maxPendingBytes', () => {
     // client at a later clock (the parser refuses it today; Yjs throws applying it).
     const poison = Buffer.from('01014d00844d05017800', 'hex');
     const feed = feedKey(origin.id as NodeId, FEED);
-    const env = { doc: 'p/poison' as DocName, feed, seq: 2, ...envelope(origin, 'p/poison', 2, new Uint8Array([0, 0])), update: new Uint8Array(poison) };
+    // Signed as it is (its token names its hash): a record that is intact, only not applicable.
+    const claims = { iss: origin.id, doc: 'p/poison' as DocName, feed: FEED, seq: 2, h: updateHash(poison), clients: [[77, 0, 6]] as [number, number, number][], iat: Math.floor(Date.now() / 1000) };
+    const env = { doc: 'p/poison' as DocName, feed, seq: 2, token: signEnvelope(claims, origin.privateKey), update: new Uint8Array(poison) };
     await withStore(node.dir, (store) => store.write([...envelopeOps([env], new Map([['p/poison' as DocName, { [feed]: 2 }]])), { type: 'del', space: Space.snapshot, key: 'p/poison' }]));
     const again = await testNode('poisoned', {}, node.dir);
     expect((await getDoc(again, 'p/poison')).body).toEqual({ t: 'hello' });
