@@ -3,15 +3,15 @@ import type { DocName, FeedKey, NodeId } from '../types.js';
 import type { Session } from '../net/session.js';
 import { CorruptRecordError, type Store } from '../store/store.js';
 import type { StoredEnvelope, Vector } from '../store/records.js';
-import { readIntactFeed } from './doc-records.js';
 import { Close } from '../protocol/close-codes.js';
-import { grantsMessages, type AnnounceEntry, type SessionMessage } from '../protocol/messages.js';
+import type { AnnounceEntry, SessionMessage } from '../protocol/messages.js';
 import type { Docs } from './docs.js';
 import type { Policy } from './policy.js';
 import { lag, vectorHash } from './vector.js';
-import { feedOrigin } from './overlap.js';
 import { Declined, Refusals } from './refusals.js';
 import { VerifyBudget } from '../trust/trust.js';
+import { Inbox } from './inbox.js';
+import { Outbox } from './outbox.js';
 
 export interface ReplicatorOptions {
   readonly session: Session;
@@ -35,11 +35,6 @@ export interface SyncCounters {
   bytesOut: number;
 }
 
-type RangeTask = { kind: 'range'; doc: DocName; feed: FeedKey; after: number; upTo: number };
-type Task = RangeTask | { kind: 'one'; env: StoredEnvelope };
-const rangeKey = (doc: DocName, feed: string): string => `${doc}\u0000${feed}`;
-
-const HIGH_WATER = 1024 * 1024;
 /**
  * Grants and revocations claiming a trusted authority that fail to verify,
  * tolerated from one session; beyond them, its tokens that would need a
@@ -48,13 +43,7 @@ const HIGH_WATER = 1024 * 1024;
  * off; the next session starts afresh).
  */
 const MAX_FORGED_TOKENS = 64;
-const FRAME_TARGET = 256 * 1024;
-const FRAME_MAX_ITEMS = 512;
-const INBOUND_PAUSE = 1024 * 1024;
 const ANNOUNCE_CHUNK = 5000;
-const MAX_TASKS = 100_000;
-const MERGE_INBOUND_ITEMS = 4096;
-
 
 /**
  * The sync protocol over one session (DESIGN.md §5), driven by the sender:
@@ -73,16 +62,11 @@ export class Replicator {
   readonly #declined = new Declined();
   /** What this node refused from the peer in this session. */
   readonly #refused = new Refusals();
-  /** Origins whose grants were already sent in this session. */
-  readonly #grantsSent = new Set<string>();
-  readonly #tasks: Task[] = [];
-  /** The range task queued (or being sent) per document and feed: a want merges with it. */
-  readonly #ranges = new Map<string, RangeTask>();
+  readonly #outbox: Outbox;
+  readonly #inbox: Inbox;
   #tookFirstGrants!: () => void;
   /** Later messages are handled once the first grants message is: the grants in it vouch for the envelopes that follow. */
   readonly #firstGrants = new Promise<void>((resolve) => (this.#tookFirstGrants = resolve));
-  #pumping = false;
-  #inboundBytes = 0;
   #forgeries = 0;
   #stopped = false;
 
@@ -90,8 +74,12 @@ export class Replicator {
     this.#o = opts;
     this.#peer = opts.session.peer;
     this.#log = opts.log.child({ component: 'sync', peer: this.#peer });
-    opts.session.on('message', (m, bytes) => this.#enqueueInbound(m, bytes));
-    opts.session.on('drain', () => void this.#pump());
+    this.#outbox = new Outbox({ session: opts.session, store: opts.store, policy: opts.policy, log: this.#log, counters: opts.counters, ownFeed: opts.docs.ownFeed, maxQueuedBytes: opts.maxQueuedBytes });
+    this.#inbox = new Inbox(opts.session, this.#firstGrants, (m) => this.#handleSafely(m));
+    opts.session.on('message', (m, bytes) => {
+      opts.counters.bytesIn += bytes;
+      this.#inbox.push(m, bytes);
+    });
     // A refreshed grant may let the peer exchange documents refused before.
     opts.session.on('grant', () => void this.#wantUnexchangeable().catch((err) => this.#log.error({ err }, 'wanting refused documents again failed')));
   }
@@ -125,8 +113,7 @@ export class Replicator {
 
   /** Sends grants and revocations inside the session (a refreshed grant, a new revocation), in messages within the protocol's limits. */
   sendGrants(grants: readonly string[], revocations: readonly string[]): void {
-    if (this.#stopped) return;
-    for (const m of grantsMessages(grants, revocations)) if (m.grants.length || m.revocations.length) this.#send(m);
+    if (!this.#stopped) this.#outbox.sendGrants(grants, revocations);
   }
 
   /** Announces every document the peer may read, in messages of bounded size. */
@@ -183,8 +170,8 @@ export class Replicator {
 
   stop(): void {
     this.#stopped = true;
-    this.#tasks.length = 0;
-    this.#ranges.clear();
+    this.#outbox.stop();
+    this.#inbox.stop();
     clearInterval(this.#reannounce);
   }
 
@@ -214,41 +201,9 @@ export class Replicator {
     if (!this.#o.policy.mayRead(this.#peer, env.doc) || this.#declined.has(env.doc, env.feed)) return;
     if ((theirs[env.feed] ?? 0) >= env.seq) return;
     this.#peerVectors.set(env.doc, { ...theirs, [env.feed]: env.seq });
-    const size = env.token.length + env.update.byteLength;
-    if (this.#tasks.length >= MAX_TASKS || this.#taskBytes + size + this.#o.session.queuedBytes > this.#o.maxQueuedBytes) {
-      // The peer cannot keep up: drop it; its next session catches up from vectors.
-      this.#o.session.close(Close.slowPeer, `more than ${this.#o.maxQueuedBytes} bytes waiting to be sent`);
-      this.stop();
-      return;
-    }
-    this.#taskBytes += size;
-    this.#tasks.push({ kind: 'one', env });
-    // The first envelope of a turn with nothing else waiting leaves at once (a
-    // single edit is not held back behind the local apply). The rest of the
-    // turn's envelopes (one group commit makes many durable together) leave in
-    // one frame: their continuations all run as microtasks of the same turn,
-    // and a next-tick callback queued from one of them runs once all have (a
-    // setImmediate would also wait for the event loop's I/O phase).
-    if (this.#tasks.length === 1 && !this.#pumping && !this.#pumpScheduled && !this.#sentThisTurn) {
-      this.#sentThisTurn = true;
-      process.nextTick(() => (this.#sentThisTurn = false));
-      void this.#pump();
-      return;
-    }
-    if (!this.#pumpScheduled) {
-      this.#pumpScheduled = true;
-      process.nextTick(() => {
-        this.#pumpScheduled = false;
-        void this.#pump();
-      });
-    }
+    // The peer cannot keep up: it is dropped, and its next session catches up from vectors.
+    if (!this.#outbox.push(env)) this.stop();
   }
-
-  #pumpScheduled = false;
-  /** Set while the turn in which one envelope was sent on its own lasts. */
-  #sentThisTurn = false;
-  /** Bytes of live-push envelopes waiting in #tasks. */
-  #taskBytes = 0;
 
   /**
    * What `read` gives for one document, or undefined when a record of that
@@ -278,54 +233,14 @@ export class Replicator {
     this.#o.session.send(m);
   }
 
-  /**
-   * Received messages are handled one at a time, in order; envelopes
-   * messages waiting back to back are handled as one (one check pass, one
-   * group commit), and reading pauses while too many bytes wait.
-   */
-  #enqueueInbound(m: SessionMessage, bytes: number): void {
-    this.#inboundBytes += bytes;
-    this.#o.counters.bytesIn += bytes;
-    if (this.#inboundBytes > INBOUND_PAUSE && !this.#backlogged) {
-      this.#backlogged = true;
-      this.#o.session.pause('backlog');
+  /** A received message, once the inbox takes it up; a failure closes the session. */
+  async #handleSafely(m: SessionMessage): Promise<void> {
+    try {
+      await this.#handle(m);
+    } catch (err) {
+      this.#log.error({ err }, 'sync message handling failed');
+      this.#o.session.close(Close.protocolError, 'internal error handling a sync message');
     }
-    this.#inboundQueue.push({ m, bytes });
-    if (!this.#handling) void this.#drainInbound();
-  }
-
-  #backlogged = false;
-
-  readonly #inboundQueue: { m: SessionMessage; bytes: number }[] = [];
-  #handling = false;
-
-  async #drainInbound(): Promise<void> {
-    this.#handling = true;
-    await this.#firstGrants;
-    while (this.#inboundQueue.length && !this.#stopped) {
-      let { m, bytes } = this.#inboundQueue.shift()!;
-      if (m.type === 'envelopes') {
-        const items = [...m.items];
-        while (this.#inboundQueue[0]?.m.type === 'envelopes' && items.length < MERGE_INBOUND_ITEMS) {
-          const next = this.#inboundQueue.shift()!;
-          items.push(...(next.m as typeof m).items);
-          bytes += next.bytes;
-        }
-        m = { type: 'envelopes', items };
-      }
-      try {
-        await this.#handle(m);
-      } catch (err) {
-        this.#log.error({ err }, 'sync message handling failed');
-        this.#o.session.close(Close.protocolError, 'internal error handling a sync message');
-      }
-      this.#inboundBytes -= bytes;
-      if (this.#backlogged && this.#inboundBytes <= INBOUND_PAUSE / 2) {
-        this.#backlogged = false;
-        this.#o.session.resume('backlog');
-      }
-    }
-    this.#handling = false;
   }
 
   async #handle(m: SessionMessage): Promise<void> {
@@ -383,29 +298,12 @@ export class Replicator {
       this.#peerVectors.set(doc, { ...theirs });
       for (const [feed, seq] of Object.entries(ours)) {
         const have = theirs[feed] ?? 0;
-        const key = rangeKey(doc, feed);
-        if (seq <= have) continue;
-        // A range of this feed already on its way to the peer takes the want in
-        // (from the lower start, so what the peer says it lacks is sent again)
-        // instead of a second pass: repeated wants cost one pass, not one each.
-        const queued = this.#ranges.get(key);
-        if (queued) {
-          queued.after = Math.min(queued.after, have);
-          queued.upTo = Math.max(queued.upTo, seq);
-          continue;
-        }
         // Bounded like live pushes; what is left out comes with the next want (the next announce brings one).
-        if (this.#tasks.length >= MAX_TASKS) {
-          skipped++;
-          continue;
-        }
-        const task: RangeTask = { kind: 'range', doc, feed: feed as FeedKey, after: have, upTo: seq };
-        this.#ranges.set(key, task);
-        this.#tasks.push(task);
+        if (seq > have && !this.#outbox.addRange(doc, feed as FeedKey, have, seq)) skipped++;
       }
     }
-    if (skipped) this.#log.warn({ skipped, max: MAX_TASKS }, 'too many feeds wanted at once; the rest waits for the next want');
-    void this.#pump();
+    if (skipped) this.#log.warn({ skipped }, 'too many feeds wanted at once; the rest waits for the next want');
+    void this.#outbox.pump();
   }
 
   async #onEnvelopes(items: readonly { token: string; update: Uint8Array }[]): Promise<void> {
@@ -440,79 +338,6 @@ export class Replicator {
       if (Object.keys(want).length) this.#send({ type: 'want', docs: want });
     }
     if (this.#forgeries > (this.#o.maxForgeries ?? 16)) this.#o.session.close(Close.forgery, `${this.#forgeries} forged envelopes`);
-  }
-
-  /** Takes the range task at the head of the queue off it. */
-  #endRange(task: RangeTask): void {
-    this.#tasks.shift();
-    const key = rangeKey(task.doc, task.feed);
-    if (this.#ranges.get(key) === task) this.#ranges.delete(key);
-  }
-
-  /** Sends queued envelopes in frames of bounded size while the socket keeps up. */
-  async #pump(): Promise<void> {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    try {
-      while (!this.#stopped && this.#tasks.length && this.#o.session.queuedBytes < HIGH_WATER && !this.#o.session.closed) {
-        const items: StoredEnvelope[] = [];
-        let bytes = 0;
-        while (this.#tasks.length && bytes < FRAME_TARGET && items.length < FRAME_MAX_ITEMS) {
-          const task = this.#tasks[0]!;
-          if (task.kind === 'one') {
-            this.#tasks.shift();
-            this.#taskBytes -= task.env.token.length + task.env.update.byteLength;
-            if (!this.#o.policy.mayRead(this.#peer, task.env.doc)) continue;
-            items.push(task.env);
-            bytes += task.env.token.length + task.env.update.byteLength;
-            continue;
-          }
-          if (!this.#o.policy.mayRead(this.#peer, task.doc)) {
-            this.#endRange(task);
-            continue;
-          }
-          const room = FRAME_MAX_ITEMS - items.length;
-          const from = task.after;
-          let last = from;
-          try {
-            for await (const env of readIntactFeed(this.#o.store, task.doc, task.feed, from, Math.min(room, task.upTo - from))) {
-              items.push(env);
-              bytes += env.token.length + env.update.byteLength;
-              last = env.seq;
-              if (bytes >= FRAME_TARGET) break;
-            }
-          } catch (err) {
-            // A damaged envelope is not sent (the peer would count it as forged); the rest of that feed waits for another peer to bring it.
-            if (!(err instanceof CorruptRecordError)) throw err;
-            this.#log.error({ err, doc: task.doc, feed: task.feed }, 'a stored envelope is damaged: the rest of its feed is not sent to this peer');
-            this.#endRange(task);
-            continue;
-          }
-          // A want merged in meanwhile from a lower start: the task goes on from there.
-          if (task.after < from) continue;
-          if (last >= task.upTo || last === from) this.#endRange(task);
-          else task.after = last;
-        }
-        if (!items.length) continue;
-        const grants: string[] = [];
-        for (const item of items as StoredEnvelope[]) {
-          const origin = feedOrigin(item.feed);
-          if (this.#grantsSent.has(origin)) continue;
-          this.#grantsSent.add(origin);
-          // With its own envelopes a node sends only the grants it presents for itself: a peer counts those as presented by their subject.
-          grants.push(...(origin === feedOrigin(this.#o.docs.ownFeed) ? this.#o.policy.trust.presentedGrantsFor(origin) : this.#o.policy.trust.rawGrantsFor(origin)));
-        }
-        // However many origins one frame carries, each grants message stays within the protocol's limits.
-        if (grants.length) this.sendGrants(grants, []);
-        this.#send({ type: 'envelopes', items });
-        this.#o.counters.envelopesOut += items.length;
-        this.#o.counters.bytesOut += bytes;
-      }
-    } catch (err) {
-      this.#log.error({ err }, 'sending envelopes failed');
-    } finally {
-      this.#pumping = false;
-    }
   }
 }
 
