@@ -6,11 +6,17 @@ import { firstMissingDeleted, pendingRanges } from './new-part.js';
 import type { DocsOptions } from './docs-context.js';
 
 /**
- * Keeps a document's pending structs and pending deletions (DESIGN.md §2,
- * §9) each within maxPendingBytes: beyond it they are parked in the store,
- * keyed by what they wait for; parked ones come back as soon as any of that
- * is held. (Yjs retries its pending deletions at every update, so unbounded
- * they would cost time as well as memory.)
+ * Pending deletions held in memory at most: Yjs reads them all again at
+ * every update it applies (about 0.2 µs a range), so at 1 MiB every later
+ * keystroke of anyone cost over 100 ms.
+ */
+const PENDING_DELETIONS_BYTES = 16 * 1024;
+
+/**
+ * Keeps a document's pending structs within maxPendingBytes, and its pending
+ * deletions (DESIGN.md §2, §9) within that or PENDING_DELETIONS_BYTES,
+ * whichever is less: beyond, they are parked in the store, keyed by what
+ * they wait for; parked ones come back as soon as any of that is held.
  */
 export class Parking {
   readonly #o: Pick<DocsOptions, 'store' | 'maxPendingBytes'>;
@@ -20,6 +26,21 @@ export class Parking {
   constructor(opts: Pick<DocsOptions, 'store' | 'maxPendingBytes'>, log: Logger) {
     this.#o = opts;
     this.#log = log;
+  }
+
+  get #structsLimit(): number {
+    return this.#o.maxPendingBytes ?? 1024 * 1024;
+  }
+
+  /** Yjs reads its pending deletions again at every update it applies: they are held to much less. */
+  get #deletionsLimit(): number {
+    return Math.min(this.#structsLimit, PENDING_DELETIONS_BYTES);
+  }
+
+  /** Whether what is pending has passed a bound, so that settling now (not after the batch) is due. */
+  due(live: LiveDoc): boolean {
+    const { pendingStructs, pendingDs } = live.ydoc.store;
+    return (pendingDs?.byteLength ?? 0) > this.#deletionsLimit || (pendingStructs?.update.byteLength ?? 0) > this.#structsLimit;
   }
 
   /** Brings back the parked structs whose wait is over, then parks what is pending beyond the bound. */
@@ -40,14 +61,13 @@ export class Parking {
       // What came back may be what others wait for.
       i = 0;
     }
-    const limit = this.#o.maxPendingBytes ?? 1024 * 1024;
     const pending = store.pendingStructs;
-    if (pending && pending.update.byteLength > limit) {
+    if (pending && pending.update.byteLength > this.#structsLimit) {
       await this.#park(live, 'structs', pending.update, [...pending.missing], pendingRanges(live.ydoc));
       store.pendingStructs = null;
     }
     const deletions = store.pendingDs;
-    if (deletions && deletions.byteLength > limit) {
+    if (deletions && deletions.byteLength > this.#deletionsLimit) {
       const missing = firstMissingDeleted(live.ydoc, deletions);
       if (!missing.length) return;
       await this.#park(live, 'deletions', deletions, missing, []);

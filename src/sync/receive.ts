@@ -198,6 +198,8 @@ export class Receiver {
       } catch (err) {
         this.#log.error({ err, doc: live.name, feed: a.env.feed, seq: a.env.seq }, 'applying a verified update failed');
       }
+      // Not only after the batch: what waits is read again at every apply.
+      if (this.#p.parking.due(live)) await this.#p.parking.settle(live);
     }
     await this.#p.parking.settle(live);
     // Published once applied: whoever sees the new vector sees the new state.

@@ -16,6 +16,7 @@ import { withStore } from '../helpers/node.js';
 import { envelopeOps } from '../../src/store/records.js';
 import { Space } from '../../src/store/store.js';
 import { feedKey } from '../../src/types.js';
+import { deletions as deletionsOf } from '../helpers/updates.js';
 
 const FEED = 'AAECAwQFBgcICQoLDA0ODw' as FeedId;
 
@@ -130,5 +131,20 @@ describe('pending structs beyond maxPendingBytes', () => {
     await setPeers(inOrder, [entry(first, 'first'), entry(second, 'second')]);
     await inOrder.daemon.docs.receive(first.id as NodeId, [envelope(first, 'p/dels', 1, typed), envelope(second, 'p/dels', 1, deletions)]);
     expect(await again.daemon.docs.digest('p/dels' as DocName)).toBe(await inOrder.daemon.docs.digest('p/dels' as DocName));
+  });
+
+  it('with the default maxPendingBytes, deletions waiting for their items are held to 16 KiB in memory, within a batch too (Yjs reads them all again at every update)', async () => {
+    const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+    const node = await testNode('holds-deletions');
+    await setPeers(node, [entry(first, 'first'), entry(second, 'second')]);
+    // Eight envelopes of 8,192 one-clock deletions each of a client the node does not hold (about 16 KiB each when waiting), in one batch.
+    const waiting = Array.from({ length: 8 }, (_, e) => envelope(second, 'p/waits', e + 1, deletionsOf(77, Array.from({ length: 8192 }, (_, i) => [2 * (e * 8192 + i), 1]))));
+    const seen: number[] = [];
+    const live = await node.daemon.docs.open('p/waits' as DocName);
+    live.ydoc.on('afterTransaction', () => seen.push(live.ydoc.store.pendingDs?.byteLength ?? 0));
+    expect((await node.daemon.docs.receive(first.id as NodeId, waiting)).accepted).toBe(8);
+    expect(Math.max(...seen)).toBeLessThan(48 * 1024);
+    expect(live.ydoc.store.pendingDs?.byteLength ?? 0).toBeLessThanOrEqual(16 * 1024);
+    expect(live.parked.length).toBeGreaterThan(0);
   });
 });
