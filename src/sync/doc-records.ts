@@ -1,5 +1,5 @@
 import { CorruptRecordError, Space, json, type StoreOp, type StoreReader } from '../store/store.js';
-import { structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
+import { insertionPoint, structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
 import { buildUpdate, type ReadonlyDeleteRanges } from '../yjs/build.js';
 import { ENVELOPE_LIMITS, updateHash, updateMatchesToken } from './envelope.js';
 import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
@@ -42,7 +42,10 @@ export const MAX_RANGES_PER_ENVELOPE = 400;
  */
 export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limits: UpdateLimits = ENVELOPE_LIMITS): { update: Uint8Array; parsed: ParsedUpdate }[] {
   const deleteRanges = [...parsed.deletes.values()].reduce((n, r) => n + r.length, 0);
-  if (parsed.structs.length <= limits.structs && deleteRanges <= limits.deleteRanges && structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
+  // No client puts two items at one place (app updates are refused that do): with at most `crowd` clients in each envelope, no place has more.
+  const crowd = limits.crowd ?? Infinity;
+  const clientsPerPart = parsed.structs.length > crowd && crowdOf(parsed) > crowd ? crowd : Infinity;
+  if (parsed.structs.length <= limits.structs && deleteRanges <= limits.deleteRanges && clientsPerPart === Infinity && structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
   const byClient = new Map<number, ParsedStruct[]>();
   for (const st of parsed.structs) if (st.kind !== StructKind.skip) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
   const groups: ParsedStruct[][] = [];
@@ -50,14 +53,20 @@ export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limi
   // What the group's update will declare: its structs and the Skips between them; and its client ranges.
   let declared = 0;
   let ranges = 0;
+  let clients = 0;
   for (const structs of byClient.values()) {
     structs.sort((a, b) => a.clock - b.clock);
+    if (clients === clientsPerPart) {
+      groups.push(current);
+      [current, declared, ranges, clients] = [[], 0, 0, 0];
+    }
+    clients++;
     let prev: ParsedStruct | undefined;
     for (const st of structs) {
       let joins = prev !== undefined && st.clock === prev.clock + prev.length;
       if (current.length && (declared + (prev === undefined || joins ? 1 : 2) > limits.structs || (!joins && ranges === MAX_RANGES_PER_ENVELOPE))) {
         groups.push(current);
-        [current, declared, ranges, prev, joins] = [[], 0, 0, undefined, false];
+        [current, declared, ranges, clients, prev, joins] = [[], 0, 0, 1, undefined, false];
       }
       declared += prev === undefined || joins ? 1 : 2;
       if (!joins) ranges++;
@@ -70,6 +79,20 @@ export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limi
   const parts = groups.map((g, i) => buildUpdate(update, g, i === groups.length - 1 && deletes.length === 1 ? deletes[0]! : new Map()));
   if (deletes.length > 1 || !groups.length) parts.push(...deletes.map((ds) => buildUpdate(update, [], ds)));
   return parts.map((part) => ({ update: part, parsed: parseUpdate(part) }));
+}
+
+/** The most items the update puts at any one insertion point. */
+function crowdOf(parsed: ParsedUpdate): number {
+  const counts = new Map<string, number>();
+  let most = 0;
+  for (const s of parsed.structs) {
+    const point = insertionPoint(s);
+    if (point === undefined) continue;
+    const n = (counts.get(point) ?? 0) + 1;
+    counts.set(point, n);
+    most = Math.max(most, n);
+  }
+  return most;
 }
 
 /** A delete set cut into sets of at most `max` ranges each. */

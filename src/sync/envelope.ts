@@ -27,11 +27,12 @@ export const ENVELOPE_HEADER = Buffer.from(JSON.stringify({ alg: ALG, typ: Typ.e
 export const MAX_ENVELOPE_TOKEN_BYTES = 64 * 1024;
 /**
  * What one envelope's update may carry (PROTOCOL.md §6.7.1), so that reading
- * and applying any one envelope is a bounded piece of work (about 0.1 s):
- * 8 MiB of two-byte structs took seconds and gigabytes. A signer splits a
- * larger change into several envelopes.
+ * and applying any one envelope is a bounded piece of work: 8 MiB of
+ * two-byte structs took seconds and gigabytes, and thousands of items at one
+ * insertion point seconds more. A signer splits a larger or more crowded
+ * change into several envelopes.
  */
-export const ENVELOPE_LIMITS: UpdateLimits = { structs: 65_536, deleteRanges: 65_536 };
+export const ENVELOPE_LIMITS: UpdateLimits = { structs: 65_536, deleteRanges: 65_536, crowd: 64 };
 const FEED = /^[A-Za-z0-9_-]{1,64}$/;
 const CLAIM_KEYS = 'clients,doc,feed,h,iat,iss,seq';
 

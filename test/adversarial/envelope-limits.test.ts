@@ -31,7 +31,10 @@ describe('envelope limits', () => {
     m.peer.offer(envelope(m.pair, { doc: 'x/d', feed: feeds.deletesAt, seq: 1, update: deletions(504, every(deleteRanges, 0)) }));
     await m.settle();
     const seqOf = async (doc: string, feed: string) => (await target.daemon.docs.vector(doc as DocName))[`${m.pair.id}:${feed}`];
-    expect([await seqOf('x/a', feeds.structs), await seqOf('x/b', feeds.structsAt), await seqOf('x/c', feeds.deletes), await seqOf('x/d', feeds.deletesAt)]).toEqual([undefined, 1, undefined, 1]);
+    // Documents are taken up side by side: the marker of settle() may be in before these.
+    await waitUntil(async () => (await seqOf('x/b', feeds.structsAt)) === 1 && (await seqOf('x/d', feeds.deletesAt)) === 1, { what: 'the envelopes at the limits applied' });
+    await waitUntil(() => target.lines.filter((l) => l.msg === 'envelope refused').length === 2, { what: 'the two past the limits refused' });
+    expect([await seqOf('x/a', feeds.structs), await seqOf('x/c', feeds.deletes)]).toEqual([undefined, undefined]);
     expect((await getDoc(target, 'x/b')).status).toBe(200);
     expect((await target.daemon.verify()).ok).toBe(true);
   }, 60_000);

@@ -12,7 +12,7 @@ import { waitUntil } from './wait.js';
 export interface Mallory {
   readonly pair: KeyPair;
   readonly peer: RawSyncPeer;
-  /** Sends one of mallory's own envelopes on a marker doc and waits until the target applied it: everything sent before was handled. */
+  /** Sends mallory's own envelopes on a marker doc, one after the other, until the target applied them: everything sent before was handled. */
   settle(): Promise<void>;
 }
 
@@ -30,9 +30,13 @@ export async function mallory(target: TestNode, entries: Record<string, unknown>
     pair,
     peer,
     async settle() {
-      const s = ++seq;
-      peer.offer(envelope(pair, { doc: 'marker/doc', feed, seq: s, update: yUpdate(900_000 + s, (d) => d.getMap('m').set(`k${s}`, s)) }));
-      await waitUntil(async () => (await target.daemon.docs.vector('marker/doc' as DocName))[`${pair.id}:${feed}`] === s, { what: `marker ${s} applied`, timeoutMs: 60_000 });
+      // Two markers, one after the other: the node takes up the documents of one message side by side, so the
+      // first may be in before the rest of its message; the second is handled only once that whole message is.
+      for (let round = 0; round < 2; round++) {
+        const s = ++seq;
+        peer.offer(envelope(pair, { doc: 'marker/doc', feed, seq: s, update: yUpdate(900_000 + s, (d) => d.getMap('m').set(`k${s}`, s)) }));
+        await waitUntil(async () => (await target.daemon.docs.vector('marker/doc' as DocName))[`${pair.id}:${feed}`] === s, { what: `marker ${s} applied`, timeoutMs: 60_000 });
+      }
     },
   };
 }

@@ -65,3 +65,21 @@ export function valuesInside(long: number, inside: number): Uint8Array {
     vu(0);
   });
 }
+
+/** Each `[client, count]`: `count` items of that client (its number, as Any) with no origin and no right origin in root array "a": all at one place. */
+export function atStart(...clients: [client: number, count: number][]): Uint8Array {
+  return update((vu, e) => {
+    vu(clients.length);
+    for (const [client, count] of clients) {
+      vu(count, client, 0);
+      for (let i = 0; i < count; i++) {
+        encoding.writeUint8(e, 8);
+        vu(1);
+        encoding.writeVarString(e, 'a');
+        vu(1);
+        encoding.writeAny(e, client);
+      }
+    }
+    vu(0);
+  });
+}

@@ -5,6 +5,7 @@ import * as Y from 'yjs';
 import { MAX_RANGES_PER_ENVELOPE, splitForEnvelopes } from '../../../src/sync/doc-records.js';
 import { parseUpdate, structRanges } from '../../../src/yjs/parse.js';
 import { randomDocument } from '../../helpers/random-doc.js';
+import { atStart } from '../../helpers/updates.js';
 
 const docOf = (updates: Uint8Array[]) => {
   const d = new Y.Doc();
@@ -13,12 +14,12 @@ const docOf = (updates: Uint8Array[]) => {
 };
 
 describe('splitForEnvelopes', () => {
-  it('each part within the limits, applied in order the same document as the whole, every struct and deletion in exactly one part', () => {
+  it('each part within the limits (structs, delete ranges, items at one place), applied in order the same document as the whole, every struct and deletion in exactly one part', () => {
     fc.assert(
-      fc.property(fc.integer(), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 6 }), (seed, structs, deleteRanges) => {
+      fc.property(fc.integer(), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 3 }), (seed, structs, deleteRanges, crowd) => {
         const whole = randomDocument(seed);
         const parsed = parseUpdate(whole);
-        const limits = { structs, deleteRanges };
+        const limits = { structs, deleteRanges, crowd };
         const parts = splitForEnvelopes(whole, parsed, limits);
         for (const p of parts) {
           expect(() => parseUpdate(p.update, limits)).not.toThrow();
@@ -34,6 +35,15 @@ describe('splitForEnvelopes', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('ten clients\' items at one place, three at most per envelope: four envelopes, together the change', () => {
+    const whole = atStart(...Array.from({ length: 10 }, (_, i): [number, number] => [100 + i, 1]));
+    const limits = { structs: 100, deleteRanges: 100, crowd: 3 };
+    const parts = splitForEnvelopes(whole, parseUpdate(whole), limits);
+    expect(parts.map((p) => p.parsed.structs.length)).toEqual([3, 3, 3, 1]);
+    for (const p of parts) expect(() => parseUpdate(p.update, limits)).not.toThrow();
+    expect(docOf(parts.map((p) => p.update)).getArray('a').toJSON()).toEqual(docOf([whole]).getArray('a').toJSON());
   });
 
   it('a change within the limits is one envelope, the update itself', () => {
