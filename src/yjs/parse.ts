@@ -117,12 +117,20 @@ export function insertionPoint(s: ParsedStruct): string | undefined {
   return `${typeof s.parent === 'string' ? `'${s.parent}` : s.parent!.join(':')}/${s.parentSub ?? ''}`;
 }
 
-/** Refuses an update with two items of one client at one insertion point, or more than `crowd` at one. */
+/**
+ * Sub-documents one update may carry: each is a Y.Doc of its own in every
+ * node's memory (65,536 in one update: 3 s and 107 MiB), and apps use a few.
+ */
+export const MAX_SUBDOCS = 1024;
+
+/** Refuses an update with two items of one client at one insertion point, more than `crowd` at one, or more than MAX_SUBDOCS sub-documents. */
 function checkCrowds(structs: readonly ParsedStruct[], crowd: number): void {
   const counts = new Map<string, number>();
   let client: number | undefined;
   let own = new Set<string>();
+  let subdocs = 0;
   for (const s of structs) {
+    if (s.kind === StructKind.doc && ++subdocs > MAX_SUBDOCS) throw new UpdateDecodeError(`more than ${MAX_SUBDOCS} sub-documents`);
     const point = insertionPoint(s);
     if (point === undefined) continue;
     if (s.client !== client) [client, own] = [s.client, new Set()];

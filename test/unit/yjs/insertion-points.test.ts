@@ -1,13 +1,14 @@
 /**
  * Insertion points (src/yjs/parse.ts): no client puts two items at one
  * place, which every update Yjs writes keeps to, and is refused otherwise;
- * an envelope puts at most ENVELOPE_LIMITS.crowd items at one place.
+ * an envelope puts at most ENVELOPE_LIMITS.crowd items at one place; an
+ * update carries at most MAX_SUBDOCS sub-documents.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as Y from 'yjs';
 import { ENVELOPE_LIMITS } from '../../../src/sync/envelope.js';
-import { parseUpdate } from '../../../src/yjs/parse.js';
+import { MAX_SUBDOCS, parseUpdate } from '../../../src/yjs/parse.js';
 import { containers, randomDocument } from '../../helpers/random-doc.js';
 import { rng } from '../../helpers/rng.js';
 import { atStart } from '../../helpers/updates.js';
@@ -51,5 +52,17 @@ describe('insertion points', () => {
     const clients = (n: number) => Array.from({ length: n }, (_, i): [number, number] => [100 + i, 1]);
     expect(() => parseUpdate(atStart(...clients(ENVELOPE_LIMITS.crowd!)), ENVELOPE_LIMITS)).not.toThrow();
     expect(() => parseUpdate(atStart(...clients(ENVELOPE_LIMITS.crowd! + 1)), ENVELOPE_LIMITS)).toThrow(`more than ${ENVELOPE_LIMITS.crowd} items at one place`);
+  });
+
+  it(`at most ${MAX_SUBDOCS} sub-documents in one update`, () => {
+    const withSubdocs = (n: number) => {
+      const d = new Y.Doc();
+      d.getArray('a').insert(0, Array.from({ length: n }, () => new Y.Doc()));
+      return Y.encodeStateAsUpdate(d);
+    };
+    for (const limits of [APP, ENVELOPE_LIMITS]) {
+      expect(() => parseUpdate(withSubdocs(MAX_SUBDOCS), limits)).not.toThrow();
+      expect(() => parseUpdate(withSubdocs(MAX_SUBDOCS + 1), limits)).toThrow(`more than ${MAX_SUBDOCS} sub-documents`);
+    }
   });
 });
