@@ -3,7 +3,7 @@ import type { BenchOptions } from './rows/context.js';
 
 export const USAGE = `npm run bench -- [options]   (each also as an environment variable)
 
-  --rows 1,2,3,4,5,6        rows to run                                BENCH_ROWS        (all)
+  --rows 1,2,3,4,5,6,7      rows to run                                BENCH_ROWS        (all)
   --edits N                 row 1: edits typed on A                     BENCH_EDITS       (3000)
   --repeat N                rows 1–3: runs per system (median reported) BENCH_REPEAT    (3)
   --latency-rate N          row 2: paced edits per second               BENCH_LATENCY_RATE (200)
@@ -97,7 +97,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): { opts: Be
     memoryInUse: int('memory-in-use', 100, 50),
     ceilingSeconds: int('ceiling-seconds', 2, 1),
     catchupEnvelopes: int('catchup-envelopes', 20_000, 5000, 100),
-    rows: new Set(list('rows', [1, 2, 3, 4, 5, 6], 1, 6)),
+    rows: new Set(list('rows', [1, 2, 3, 4, 5, 6, 7], 1, 7)),
     profile: yes('profile'),
   };
   if (opts.memoryInUse > opts.memoryDocs / 10) throw new UsageError('--memory-in-use must be at most a tenth of --memory-docs (the smaller store has a tenth of the documents)');

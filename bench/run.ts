@@ -14,6 +14,7 @@ import { measureCatchUp } from './rows/catchup.js';
 import { ceilingRow, measureCeiling, type Ceiling } from './rows/ceiling.js';
 import type { BenchContext } from './rows/context.js';
 import { hopsRow } from './rows/hops.js';
+import { hostileRow } from './rows/hostile.js';
 import { latencyRow } from './rows/latency.js';
 import { manyDocsRow } from './rows/many-docs.js';
 import { startupRow } from './rows/startup.js';
@@ -84,6 +85,7 @@ async function main(): Promise<number> {
       const catchUp = await measureCatchUp(ctx);
       rows.push(ceilingRow(ctx, ceiling!, { throughput: data('throughput')?.tessera, manyDocs: data('manyDocs')?.tessera, catchUp }));
     }
+    if (opts.rows.has(7)) rows.push(await hostileRow(ctx));
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
