@@ -45,9 +45,10 @@ export async function filterOverlaps(store: Store, live: LiveDoc, parsed: Parsed
 
 /**
  * The origin of the first carrier of a clock of `s` whose struct there
- * differs from `s`, or undefined if all match. Linear in the clock units
- * compared (a held envelope's structs are found by binary search), so a
- * whole document sent again costs about what it cost the first time.
+ * differs from `s`, or undefined if all match. Near linear in the carriers
+ * and in the structs compared (a run of units inside two strings is one
+ * comparison of slices), so a whole document sent again costs about what it
+ * cost the first time.
  */
 async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Uint8Array, entries: readonly OverlapEntry[], self: { readonly feed: FeedKey; readonly seq: number } | undefined, cache: Map<string, Held | null>): Promise<string | undefined> {
   // The carriers, oldest first (entries kept before arrival order was, with no `at`, count as the oldest, in
@@ -60,40 +61,105 @@ async function mismatch(store: Store, live: LiveDoc, s: ParsedStruct, source: Ui
       if (held) carriers.push({ entry, held });
     }
   }
+  // A sweep over the clocks of `s`: carriers join as the clock reaches their start, and the first carrier
+  // (the oldest that covers the clock) is the top of a heap ordered by arrival, expired ones dropped as met.
   const end = s.clock + s.length;
+  const byFrom = carriers.map((_, i) => i).sort((a, b) => carriers[a]!.entry.from - carriers[b]!.entry.from);
+  const active = new MinHeap();
+  let next = 0;
   for (let clock = s.clock; clock < end; ) {
-    const first = carriers.findIndex(({ entry: e }) => e.from <= clock && clock < e.to);
-    if (first < 0) {
-      // Not carried here yet: new content. Up to where some carrier starts.
-      clock = Math.min(end, ...carriers.filter(({ entry: e }) => e.from > clock).map(({ entry: e }) => e.from));
+    while (next < byFrom.length && carriers[byFrom[next]!]!.entry.from <= clock) active.push(byFrom[next++]!);
+    while (active.size && carriers[active.top]!.entry.to <= clock) active.pop();
+    const nextStart = next < byFrom.length ? carriers[byFrom[next]!]!.entry.from : Infinity;
+    if (!active.size) {
+      // Not carried here yet: new content, up to where some carrier starts.
+      clock = Math.min(end, nextStart);
       continue;
     }
-    const { entry, held } = carriers[first]!;
-    // The first carrier's run of clocks: up to its end, or to where an older one starts.
-    const until = Math.min(end, entry.to, ...carriers.slice(0, first).filter(({ entry: e }) => e.from > clock).map(({ entry: e }) => e.from));
+    const { entry, held } = carriers[active.top]!;
+    // The first carrier's run of clocks: up to its end, or to where another carrier starts (it may be older).
+    const until = Math.min(end, entry.to, nextStart);
     // `held` is undefined for the envelope being applied itself: where it came first, it is what is kept.
     const list = held?.byClient.get(s.client);
-    if (held && list) {
-      let c = clock;
-      for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
-        const hs = list[i]!;
-        c = Math.max(c, hs.clock);
-        const stop = Math.min(until, hs.clock + hs.length);
-        // A held GC or deleted run claims nothing and matches anything: its length is only a number, which may be 2^40.
-        if (claimsNothing(hs)) {
-          c = stop;
-          continue;
-        }
-        for (; c < stop; c++) {
-          const a = unitAt(source, s, c);
-          const b = unitAt(held.source, hs, c);
-          if (a !== undefined && b !== undefined && a !== b) return feedOrigin(entry.feed);
-        }
-      }
-    }
+    if (held && list && differs(s, source, held, list, clock, until)) return feedOrigin(entry.feed);
     clock = until;
   }
   return undefined;
+}
+
+/** Whether `s` (in `source`) and the held envelope's structs claim anything different over [from, until). */
+function differs(s: ParsedStruct, source: Uint8Array, held: Held, list: readonly ParsedStruct[], from: number, until: number): boolean {
+  let c = from;
+  for (let i = firstEndingAfter(list, c); i < list.length && c < until; i++) {
+    const hs = list[i]!;
+    c = Math.max(c, hs.clock);
+    const stop = Math.min(until, hs.clock + hs.length);
+    // A held GC or deleted run claims nothing and matches anything: its length is only a number, which may be 2^40.
+    if (claimsNothing(hs)) {
+      c = stop;
+      continue;
+    }
+    for (; c < stop; c++) {
+      // Inside both structs, units differ only in content (the origin is the unit before, the right origin and kind the struct's).
+      if (c > s.clock && c > hs.clock && s.kind === hs.kind && String(s.rightOrigin) === String(hs.rightOrigin) && typeof s.content === typeof hs.content && s.content !== null && hs.content !== null) {
+        if (!sameContent(s, hs, c, stop)) return true;
+        c = stop;
+        break;
+      }
+      const a = unitAt(source, s, c);
+      const b = unitAt(held.source, hs, c);
+      if (a !== undefined && b !== undefined && a !== b) return true;
+    }
+  }
+  return false;
+}
+
+/** Whether two structs hold the same content units over clocks [from, to), inside both. */
+function sameContent(a: ParsedStruct, b: ParsedStruct, from: number, to: number): boolean {
+  if (typeof a.content === 'string' && typeof b.content === 'string') return a.content.slice(from - a.clock, to - a.clock) === b.content.slice(from - b.clock, to - b.clock);
+  const [x, y] = [a.content as readonly unknown[], b.content as readonly unknown[]];
+  for (let c = from; c < to; c++) if ((JSON.stringify(x[c - a.clock]) ?? 'undefined') !== (JSON.stringify(y[c - b.clock]) ?? 'undefined')) return false;
+  return true;
+}
+
+/** A binary min-heap of carrier indexes (their arrival order). */
+class MinHeap {
+  readonly #items: number[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  get top(): number {
+    return this.#items[0]!;
+  }
+
+  push(x: number): void {
+    const a = this.#items;
+    a.push(x);
+    for (let i = a.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (a[p]! <= a[i]!) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+
+  pop(): void {
+    const a = this.#items;
+    const last = a.pop()!;
+    if (!a.length) return;
+    a[0] = last;
+    for (let i = 0; ; ) {
+      const [l, r] = [2 * i + 1, 2 * i + 2];
+      let m = i;
+      if (l < a.length && a[l]! < a[m]!) m = l;
+      if (r < a.length && a[r]! < a[m]!) m = r;
+      if (m === i) break;
+      [a[m], a[i]] = [a[i]!, a[m]!];
+      i = m;
+    }
+  }
 }
 
 /** A held envelope, parsed and indexed once per check; null when the store no longer has it. */

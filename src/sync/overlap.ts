@@ -36,12 +36,19 @@ export class OverlapIndex {
     let slot = this.#byClient.get(client);
     if (!slot) this.#byClient.set(client, (slot = { list: [], reach: [] }));
     const { list, reach } = slot;
-    let i = list.length;
-    while (i > 0 && list[i - 1]!.from > entry.from) i--;
-    list.splice(i, 0, entry);
-    // Appending (the usual case) extends `reach` by one; an entry put in before others redoes it from there.
-    reach.length = i;
-    for (let j = i; j < list.length; j++) reach.push(Math.max(j > 0 ? reach[j - 1]! : 0, list[j]!.to));
+    // After the last entry that starts at or before it (appending is the usual case).
+    let lo = 0;
+    let hi = list.length;
+    if (hi > 0 && list[hi - 1]!.from <= entry.from) lo = hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid]!.from <= entry.from) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, entry);
+    reach.splice(lo, 0, Math.max(lo > 0 ? reach[lo - 1]! : 0, entry.to));
+    // `reach` only grows along the list: after the new entry, it changes only where it was less than the entry's end.
+    for (let j = lo + 1; j < reach.length && reach[j]! < entry.to; j++) reach[j] = entry.to;
   }
 
   /** Entries of `client` that intersect [from, to), in `from` order; a binary search, not a scan of them all. */

@@ -69,4 +69,25 @@ describe('the equivocation check', () => {
     );
     await node.daemon.stop();
   }, 120_000);
+
+  it('a copy of a run of array values passes when the same and is refused when one value inside it differs', async () => {
+    const node = await testNode('eq-values');
+    const [first, second] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+    await setPeers(node, [first, second].map((o, i) => ({ name: `o${i}`, id: o.id, publicKey: o.publicJwk, read: [], write: ['**'] })));
+    const alarms: string[] = [];
+    node.daemon.docs.on('alarm', (a: { doc: string; kind: string }) => alarms.push(`${a.doc} ${a.kind}`));
+    const values = (changed?: number) => {
+      const d = new Y.Doc();
+      d.clientID = 7;
+      d.getArray('a').push(Array.from({ length: 50 }, (_, i) => (i === changed ? { v: 'other' } : { v: i })));
+      return Y.encodeStateAsUpdate(d);
+    };
+    for (const [doc, changed] of [['eq/same', undefined], ['eq/changed', 37]] as const) {
+      expect((await node.daemon.docs.receive(first.id as NodeId, [envelope(first, { doc, feed: newFeed(), seq: 1, update: values() })])).accepted).toBe(1);
+      await node.daemon.docs.receive(second.id as NodeId, [envelope(second, { doc, feed: newFeed(), seq: 1, update: values(changed) })]);
+    }
+    expect(alarms).toEqual(['eq/changed equivocation']);
+    expect(((await getDoc(node, 'eq/changed')).body.a as { v: unknown }[])[37]).toEqual({ v: 37 });
+    await node.daemon.stop();
+  });
 });

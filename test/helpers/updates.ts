@@ -83,3 +83,22 @@ export function atStart(...clients: [client: number, count: number][]): Uint8Arr
     vu(0);
   });
 }
+
+/**
+ * `client`'s one-character strings at the clocks of one parity in [from, to)
+ * of root text "t" (each after the clock before it), with Skips between:
+ * half of a run of typing, as many client ranges as characters.
+ */
+export function everyOther(client: number, from: number, to: number, parity: 0 | 1): Uint8Array {
+  const clocks = Array.from({ length: to - from }, (_, i) => from + i).filter((c) => c % 2 === parity);
+  return update((vu, e) => {
+    vu(1, 2 * clocks.length - 1, client, clocks[0]!);
+    for (const [i, c] of clocks.entries()) {
+      if (i > 0) vu(10, 1);
+      if (c === 0) encoding.writeUint8(e, 4), vu(1), encoding.writeVarString(e, 't');
+      else encoding.writeUint8(e, 4 | 0x80), vu(client, c - 1);
+      encoding.writeVarString(e, 'a');
+    }
+    vu(0);
+  });
+}
