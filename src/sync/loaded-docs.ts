@@ -6,6 +6,7 @@ import { Space, json, type StoreOp } from '../store/store.js';
 import { decodeEnvelopeValue, readVector, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate } from '../yjs/parse.js';
 import { applyParsedUpdate } from '../yjs/cuts.js';
+import { waitForWhatIsNeeded } from '../yjs/pending.js';
 import { LiveDoc } from './live-doc.js';
 import { feedOrigin } from './overlap.js';
 import { filterOverlaps } from './equivocation.js';
@@ -129,6 +130,7 @@ export class LoadedDocs {
         const { vector: v, state } = decodeSnapshot(snap, doc);
         if (Object.entries(v).some(([feed, seq]) => seq > (vector[feed] ?? 0))) throw new Error('the snapshot covers envelopes the document does not count');
         Y.applyUpdate(live.ydoc, state);
+        waitForWhatIsNeeded(live.ydoc);
         base = v;
       } catch (err) {
         // A snapshot is a cache of what the envelopes hold: a damaged one is passed over, and the document replayed whole.

@@ -2,6 +2,7 @@ import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import { Space } from '../store/store.js';
 import type { LiveDoc } from './live-doc.js';
+import { waitForWhatIsNeeded } from '../yjs/pending.js';
 import { firstMissingDeleted, pendingRanges } from './new-part.js';
 import type { DocsOptions } from './docs-context.js';
 
@@ -54,7 +55,10 @@ export class Parking {
       }
       const bytes = await this.#o.store.get(Space.parked, p.key);
       live.parked.splice(i, 1);
-      if (bytes) Y.applyUpdateV2(live.ydoc, bytes);
+      if (bytes) {
+        Y.applyUpdateV2(live.ydoc, bytes);
+        waitForWhatIsNeeded(live.ydoc);
+      }
       // Not silent: those structs are missing from memory until the document is loaded again (its envelopes hold them).
       else this.#log.error({ doc: live.name, key: p.key }, 'parked structs are missing from the store; the document lacks them until it is loaded again');
       await this.#o.store.write([{ type: 'del', space: Space.parked, key: p.key }]);

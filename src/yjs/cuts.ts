@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import type { ParsedUpdate } from './parse.js';
 import { hardenYjs } from './harden.js';
+import { waitForWhatIsNeeded } from './pending.js';
 
 // Cutting one item at many places in clock order is cheap only with shared content runs.
 hardenYjs();
@@ -27,16 +28,19 @@ hardenYjs();
  */
 export function applyParsedUpdate(doc: Y.Doc, update: Uint8Array, parsed: ParsedUpdate, origin?: unknown): void {
   const places = placesToCut(doc, parsed);
-  if (!places.size) return Y.applyUpdate(doc, update, origin);
-  Y.transact(
-    doc,
-    (tr) => {
-      for (const [client, clocks] of places) cutClient(tr, client, clocks);
-      Y.applyUpdate(doc, update, origin);
-    },
-    origin,
-    false,
-  );
+  if (!places.size) Y.applyUpdate(doc, update, origin);
+  else {
+    Y.transact(
+      doc,
+      (tr) => {
+        for (const [client, clocks] of places) cutClient(tr, client, clocks);
+        Y.applyUpdate(doc, update, origin);
+      },
+      origin,
+      false,
+    );
+  }
+  waitForWhatIsNeeded(doc);
 }
 
 const CUTS_WORTH_ORDERING = 16;
