@@ -6,6 +6,7 @@ import type { DeleteRanges } from '../yjs/build.js';
 import type { EnvelopeClaims } from './envelope.js';
 import type { ParsedUpdate } from '../yjs/parse.js';
 import { hardenYjs } from '../yjs/harden.js';
+import { leaveFormattingAsWrittenIn } from '../yjs/formatting.js';
 
 // Small updates must not cost a node seconds, gigabytes or its stack (src/yjs/harden.ts).
 hardenYjs();
@@ -96,6 +97,7 @@ export class LiveDoc {
   #newYDoc(): Y.Doc {
     // Named, so Yjs does not draw a random uuid (dozens of getRandomValues calls) for every document loaded.
     const ydoc = new Y.Doc({ gc: true, guid: this.name });
+    leaveFormattingAsWrittenIn(ydoc);
     // Not 'update': a listener of that makes Yjs encode every transaction's update.
     ydoc.on('afterTransaction', () => (this.digest = undefined));
     return ydoc;

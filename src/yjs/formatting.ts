@@ -11,10 +11,18 @@ import * as Y from 'yjs';
  * 8-byte deletion of 65,000 one-character items took 27 s. Editors tidy the
  * formatting they show themselves.
  *
- * `leaveFormattingAsWritten` keeps Yjs from asking for the tidying: a
- * document on a node holds exactly what its updates say.
+ * `leaveFormattingAsWritten` keeps Yjs from asking for the tidying in the
+ * documents marked with `leaveFormattingAsWrittenIn` (a node's own): they
+ * hold exactly what their updates say. Other documents in the process (an
+ * editor's, in a program that embeds a node) tidy as Yjs does.
  */
 const own = Symbol('formatting left as written');
+const nodeDocs = new WeakSet<Y.Doc>();
+
+/** Marks a node's document: after applied updates, its text formatting is left as they write it. */
+export function leaveFormattingAsWrittenIn(doc: Y.Doc): void {
+  nodeDocs.add(doc);
+}
 
 export function leaveFormattingAsWritten(): void {
   const proto = Y.Text.prototype as unknown as { _callObserver: (tr: Y.Transaction, subs: Set<string | null>) => void; [own]?: true };
@@ -23,7 +31,7 @@ export function leaveFormattingAsWritten(): void {
   proto._callObserver = function (this: Y.Text, tr: Y.Transaction, subs: Set<string | null>) {
     const asked = tr._needFormattingCleanup;
     callObserver.call(this, tr, subs);
-    tr._needFormattingCleanup = asked;
+    if (nodeDocs.has(tr.doc)) tr._needFormattingCleanup = asked;
   };
   proto[own] = true;
 }

@@ -1,5 +1,6 @@
 import * as Y from 'yjs';
 import { hardenYjs } from './harden.js';
+import { leaveFormattingAsWrittenIn } from './formatting.js';
 
 // Small updates must not cost a node seconds, gigabytes or its stack (src/yjs/harden.ts).
 hardenYjs();
@@ -15,6 +16,7 @@ type YType = Y.AbstractType<any>;
  */
 export function docToJson(doc: Y.Doc): Record<string, unknown> {
   const scratch = new Y.Doc({ gc: true });
+  leaveFormattingAsWrittenIn(scratch);
   Y.applyUpdate(scratch, Y.encodeStateAsUpdate(doc));
   const out: Record<string, unknown> = {};
   // Too deep for Yjs's recursion (or for JSON.stringify's) wherever it is read: rendered within the bound, the same way every time.

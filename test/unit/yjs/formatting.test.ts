@@ -7,8 +7,16 @@
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { hardenYjs } from '../../../src/yjs/harden.js';
+import { leaveFormattingAsWrittenIn } from '../../../src/yjs/formatting.js';
 
 hardenYjs();
+
+/** A document as a node holds it. */
+const nodeDoc = () => {
+  const d = new Y.Doc();
+  leaveFormattingAsWrittenIn(d);
+  return d;
+};
 
 /** The document's deleted clocks, as client:clock+length runs. */
 const deletedClocks = (doc: Y.Doc) => [...Y.createDeleteSetFromStructStore(doc.store).clients].flatMap(([client, items]) => items.map((d) => `${client}:${d.clock}+${d.len}`));
@@ -35,15 +43,19 @@ function boldDeleted(): { updates: Uint8Array[]; deletedByWriters: string[] } {
 describe('text formatting on a node', () => {
   it('updates that leave redundant format marks: the node deletes nothing no update deletes, however the updates are grouped', () => {
     const { updates, deletedByWriters } = boldDeleted();
-    const oneByOne = new Y.Doc();
+    const oneByOne = nodeDoc();
     for (const u of updates) Y.applyUpdate(oneByOne, u);
-    const together = new Y.Doc();
+    const together = nodeDoc();
     Y.applyUpdate(together, Y.mergeUpdates(updates));
     // Only "b" is deleted (by its writer): the bold marks stay as the other writer left them.
     expect(deletedByWriters).toEqual(['1:2+1']);
     expect(deletedClocks(oneByOne)).toEqual(deletedByWriters);
     expect(Buffer.from(Y.encodeStateAsUpdate(oneByOne)).equals(Buffer.from(Y.encodeStateAsUpdate(together)))).toBe(true);
     expect(oneByOne.getArray<Y.Text>('a').get(0).toString()).toBe('ac');
+    // Any other document in the process (an editor's, where a program embeds a node) tidies as Yjs does.
+    const editor = new Y.Doc();
+    for (const u of updates) Y.applyUpdate(editor, u);
+    expect(deletedClocks(editor).length).toBeGreaterThan(deletedByWriters.length);
   });
 
   it('one deletion of 65,000 separate characters of a formatted text applies well within the test\'s time (tidying took Yjs 19 s here)', () => {
@@ -54,7 +66,7 @@ describe('text formatting on a node', () => {
     text.insert(0, 'x', { bold: true });
     // Each at the start: 65,000 items that never join.
     for (let i = 0; i < 65_000; i++) text.insert(0, 'a');
-    const doc = new Y.Doc();
+    const doc = nodeDoc();
     Y.applyUpdate(doc, Y.encodeStateAsUpdate(writer));
     writer.transact(() => text.delete(0, 65_000));
     const sv = Y.encodeStateVector(doc);
