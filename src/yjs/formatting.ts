@@ -1,5 +1,15 @@
 import * as Y from 'yjs';
 
+/** Set on Y.Text's prototype once the method is replaced. */
+const own = Symbol('formatting left as written');
+/** Documents of this node: marked where they are made. */
+const nodeDocs = new WeakSet<Y.Doc>();
+
+/** Marks a node's document: after applied updates, its text formatting is left as they write it. */
+export function leaveFormattingAsWrittenIn(doc: Y.Doc): void {
+  nodeDocs.add(doc);
+}
+
 /**
  * After a transaction that did not start in this document (an update
  * applied), Yjs tidies the formatting of every text that has any: it looks
@@ -16,14 +26,6 @@ import * as Y from 'yjs';
  * hold exactly what their updates say. Other documents in the process (an
  * editor's, in a program that embeds a node) tidy as Yjs does.
  */
-const own = Symbol('formatting left as written');
-const nodeDocs = new WeakSet<Y.Doc>();
-
-/** Marks a node's document: after applied updates, its text formatting is left as they write it. */
-export function leaveFormattingAsWrittenIn(doc: Y.Doc): void {
-  nodeDocs.add(doc);
-}
-
 export function leaveFormattingAsWritten(): void {
   const proto = Y.Text.prototype as unknown as { _callObserver: (tr: Y.Transaction, subs: Set<string | null>) => void; [own]?: true };
   if (proto[own]) return;
