@@ -1,5 +1,5 @@
 import { CorruptRecordError, Space, json, type StoreOp, type StoreReader } from '../store/store.js';
-import { insertionPoint, structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
+import { crowdOf, structRanges, parseUpdate, StructKind, type ParsedStruct, type ParsedUpdate, type UpdateLimits } from '../yjs/parse.js';
 import { buildUpdate, type ReadonlyDeleteRanges } from '../yjs/build.js';
 import { ENVELOPE_LIMITS, updateHash, updateMatchesToken } from './envelope.js';
 import { checkVector, decodeEnvelopeValue, encodeEnvelopeValue, envelopeKey, readFeed, type StoredEnvelope, type Vector } from '../store/records.js';
@@ -44,7 +44,7 @@ export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limi
   const deleteRanges = [...parsed.deletes.values()].reduce((n, r) => n + r.length, 0);
   // No client puts two items at one place (app updates are refused that do): with at most `crowd` clients in each envelope, no place has more.
   const crowd = limits.crowd ?? Infinity;
-  const clientsPerPart = parsed.structs.length > crowd && crowdOf(parsed) > crowd ? crowd : Infinity;
+  const clientsPerPart = parsed.structs.length > crowd && crowdOf(parsed.structs) > crowd ? crowd : Infinity;
   if (parsed.structs.length <= limits.structs && deleteRanges <= limits.deleteRanges && clientsPerPart === Infinity && structRanges(parsed.structs).length <= MAX_RANGES_PER_ENVELOPE) return [{ update, parsed }];
   const byClient = new Map<number, ParsedStruct[]>();
   for (const st of parsed.structs) if (st.kind !== StructKind.skip) (byClient.get(st.client) ?? byClient.set(st.client, []).get(st.client)!).push(st);
@@ -79,20 +79,6 @@ export function splitForEnvelopes(update: Uint8Array, parsed: ParsedUpdate, limi
   const parts = groups.map((g, i) => buildUpdate(update, g, i === groups.length - 1 && deletes.length === 1 ? deletes[0]! : new Map()));
   if (deletes.length > 1 || !groups.length) parts.push(...deletes.map((ds) => buildUpdate(update, [], ds)));
   return parts.map((part) => ({ update: part, parsed: parseUpdate(part) }));
-}
-
-/** The most items the update puts at any one insertion point. */
-function crowdOf(parsed: ParsedUpdate): number {
-  const counts = new Map<string, number>();
-  let most = 0;
-  for (const s of parsed.structs) {
-    const point = insertionPoint(s);
-    if (point === undefined) continue;
-    const n = (counts.get(point) ?? 0) + 1;
-    counts.set(point, n);
-    most = Math.max(most, n);
-  }
-  return most;
 }
 
 /** A delete set cut into sets of at most `max` ranges each. */

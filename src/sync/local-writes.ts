@@ -4,8 +4,6 @@ import type { StoreOp } from '../store/store.js';
 import { envelopeOps, type StoredEnvelope, type Vector } from '../store/records.js';
 import { parseUpdate, structRanges, type ParsedStruct, type ParsedUpdate } from '../yjs/parse.js';
 import { applyParsedUpdate } from '../yjs/cuts.js';
-
-const APP_UPDATE_LIMITS = { structs: Infinity, deleteRanges: Infinity, crowd: Infinity };
 import { concatUpdates } from '../yjs/build.js';
 import { signEnvelope, updateHash, type EnvelopeClaims } from './envelope.js';
 import type { LiveDoc, LocalWrite, RefusedPart } from './live-doc.js';
@@ -16,6 +14,9 @@ import type { DocsContext, DocsOptions } from './docs-context.js';
 import { RETIRED, type LoadedDocs } from './loaded-docs.js';
 import type { Parking } from './parking.js';
 import { RevokedError } from '../errors.js';
+
+/** What an app's update may carry: any number of structs and deletions (signed in as many envelopes as they need), no client twice at one place. */
+const APP_UPDATE_LIMITS = { structs: Infinity, deleteRanges: Infinity, crowd: Infinity };
 
 const MAX_LOCAL_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -56,7 +57,6 @@ export class LocalWrites {
    */
   async write(doc: DocName, update: Uint8Array, author?: object): Promise<{ vector: Vector; refused: RefusedPart[] }> {
     const started = performance.now();
-    // An app's update is signed in as many envelopes as it needs; one client putting two items at one place is refused.
     const done = await this.#enqueue(doc, parseUpdate(update, APP_UPDATE_LIMITS), update, author);
     this.#o.timings?.write((performance.now() - started) / 1000);
     return done;

@@ -24,7 +24,8 @@ hardenYjs();
  * (Cutting one item of many values is cheap in itself: content-runs.ts. The
  * places inserts cut are left to Yjs: which of them it cuts depends on what
  * it integrates.) Clients with fewer than CUTS_WORTH_ORDERING such places
- * are left to Yjs too: a few moves cost nothing.
+ * are left to Yjs too: a few moves cost nothing. Afterwards, what pending
+ * structs wait for is set to the clocks they need (pending.ts).
  */
 export function applyParsedUpdate(doc: Y.Doc, update: Uint8Array, parsed: ParsedUpdate, origin?: unknown): void {
   const places = placesToCut(doc, parsed);

@@ -125,7 +125,6 @@ export const MAX_SUBDOCS = 1024;
 
 /** Refuses an update with two items of one client at one insertion point, more than `crowd` at one, or more than MAX_SUBDOCS sub-documents. */
 function checkCrowds(structs: readonly ParsedStruct[], crowd: number): void {
-  const counts = new Map<string, number>();
   let client: number | undefined;
   let own = new Set<string>();
   let subdocs = 0;
@@ -136,11 +135,22 @@ function checkCrowds(structs: readonly ParsedStruct[], crowd: number): void {
     if (s.client !== client) [client, own] = [s.client, new Set()];
     if (own.has(point)) throw new UpdateDecodeError(`client ${s.client} puts two items at one place`);
     own.add(point);
-    if (crowd === Infinity) continue;
-    const n = (counts.get(point) ?? 0) + 1;
-    if (n > crowd) throw new UpdateDecodeError(`more than ${crowd} items at one place`);
-    counts.set(point, n);
   }
+  if (crowd !== Infinity && structs.length > crowd && crowdOf(structs) > crowd) throw new UpdateDecodeError(`more than ${crowd} items at one place`);
+}
+
+/** The most items the structs put at any one insertion point. */
+export function crowdOf(structs: readonly ParsedStruct[]): number {
+  const counts = new Map<string, number>();
+  let most = 0;
+  for (const s of structs) {
+    const point = insertionPoint(s);
+    if (point === undefined) continue;
+    const n = (counts.get(point) ?? 0) + 1;
+    counts.set(point, n);
+    most = Math.max(most, n);
+  }
+  return most;
 }
 
 /**

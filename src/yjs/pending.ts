@@ -33,9 +33,9 @@ export function waitForWhatIsNeeded(doc: Y.Doc): void {
     if (s.rightOrigin) need(s.rightOrigin.client, s.rightOrigin.clock);
     if (s.parent instanceof Y.ID) need(s.parent.client, s.parent.clock);
   }
-  // Nothing it waits for is missing (it would go in at the next update anyway): keep Yjs's own.
-  if (!needs.size) return;
-  pending.missing = needs;
+  // Nothing it waits for is missing (it would go in at the next update anyway): Yjs's own clocks stay.
+  if (needs.size) pending.missing = needs;
+  // Either way, read again only once Yjs has changed the pending update.
   refined.set(pending, pending.update);
 }
 
